@@ -1,0 +1,151 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DeployHeader(_message.Message):
+    __slots__ = ("name", "mode", "replicas", "stages", "size", "objective", "dry_run", "batch_max", "batch_delay_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_MAX_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mode: str
+    replicas: int
+    stages: int
+    size: int
+    objective: str
+    dry_run: bool
+    batch_max: int
+    batch_delay_ms: float
+    def __init__(self, name: _Optional[str] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., stages: _Optional[int] = ..., size: _Optional[int] = ..., objective: _Optional[str] = ..., dry_run: _Optional[bool] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ...) -> None: ...
+
+class DeployRequest(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: DeployHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[DeployHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class DeployResponse(_message.Message):
+    __slots__ = ("model", "plan_json")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    model: ModelStatus
+    plan_json: str
+    def __init__(self, model: _Optional[_Union[ModelStatus, _Mapping]] = ..., plan_json: _Optional[str] = ...) -> None: ...
+
+class UndeployRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UndeployResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WorkerStatus(_message.Message):
+    __slots__ = ("id", "name", "address", "state", "cores", "memory_available", "loaded_stages", "in_flight", "calibration_gflops", "rtt_ms", "bandwidth_mbps", "memory_limit")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    LOADED_STAGES_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_GFLOPS_FIELD_NUMBER: _ClassVar[int]
+    RTT_MS_FIELD_NUMBER: _ClassVar[int]
+    BANDWIDTH_MBPS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    address: str
+    state: str
+    cores: int
+    memory_available: int
+    loaded_stages: _containers.RepeatedScalarFieldContainer[str]
+    in_flight: int
+    calibration_gflops: float
+    rtt_ms: float
+    bandwidth_mbps: float
+    memory_limit: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., in_flight: _Optional[int] = ..., calibration_gflops: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., bandwidth_mbps: _Optional[float] = ..., memory_limit: _Optional[int] = ...) -> None: ...
+
+class StageStatus(_message.Message):
+    __slots__ = ("index", "sha256", "size", "inputs", "outputs", "workers", "group")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    sha256: str
+    size: int
+    inputs: _containers.RepeatedScalarFieldContainer[str]
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    workers: _containers.RepeatedScalarFieldContainer[str]
+    group: int
+    def __init__(self, index: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ..., group: _Optional[int] = ...) -> None: ...
+
+class ModelStatus(_message.Message):
+    __slots__ = ("name", "version", "mode", "ready", "stages", "objective", "predicted_rps", "predicted_latency_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_RPS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    mode: str
+    ready: bool
+    stages: _containers.RepeatedCompositeFieldContainer[StageStatus]
+    objective: str
+    predicted_rps: float
+    predicted_latency_ms: float
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., mode: _Optional[str] = ..., ready: _Optional[bool] = ..., stages: _Optional[_Iterable[_Union[StageStatus, _Mapping]]] = ..., objective: _Optional[str] = ..., predicted_rps: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ...) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("fleet", "version", "workers", "models")
+    FLEET_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    fleet: str
+    version: str
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerStatus]
+    models: _containers.RepeatedCompositeFieldContainer[ModelStatus]
+    def __init__(self, fleet: _Optional[str] = ..., version: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
+
+class DrainWorkerRequest(_message.Message):
+    __slots__ = ("worker",)
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    def __init__(self, worker: _Optional[str] = ...) -> None: ...
+
+class DrainWorkerResponse(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
