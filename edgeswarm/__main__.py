@@ -1,0 +1,5 @@
+import sys
+
+from edgeswarm.cli import main
+
+sys.exit(main())

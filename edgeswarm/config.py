@@ -1,0 +1,107 @@
+"""Settings: a TOML file, then environment variables, then command-line flags (the last wins)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES
+
+
+class _Settings(BaseSettings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class WorkerSettings(_Settings):
+    model_config = SettingsConfigDict(env_prefix="EDGESWARM_WORKER_", extra="forbid")
+
+    listen: str = "0.0.0.0:50061"
+    # Address mDNS binds to; empty: the listen address, or the default route's interface.
+    interface: str = ""
+    fleet: str = "default"
+    name: str = socket.gethostname()
+    cache_dir: Path = Path.home() / ".cache" / "edgeswarm"
+    # Largest size of the shard cache in bytes; least recently used shards not loaded are deleted
+    # beyond it. 0: no limit.
+    cache_max_bytes: int = 0
+    # Bytes of model weights the planner may put on this worker; 0: the memory available.
+    memory_limit: int = 0
+    # ONNX Runtime intra-op threads per session; 0 lets the worker use every core.
+    threads: int = 0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # HOST:PORT for Prometheus /metrics; empty: none.
+    metrics: str = ""
+    # Graph optimization level for ONNX Runtime: disable, basic, extended or all.
+    optimization: str = "basic"
+    # On SIGTERM or a drain request: seconds between turning NOT_SERVING (the coordinator routes
+    # around) and refusing new requests, and the longest wait for requests in flight to finish.
+    drain_notice: float = 1.0
+    drain_grace: float = 30.0
+    # MQTT broker HOST:PORT for presence and telemetry; empty: none.
+    mqtt: str = ""
+    telemetry_interval: float = 2.0
+
+
+class CoordinatorSettings(_Settings):
+    model_config = SettingsConfigDict(env_prefix="EDGESWARM_COORDINATOR_", extra="forbid")
+
+    listen: str = "0.0.0.0:50051"
+    # Address mDNS browses on; empty: the listen address, or the default route's interface.
+    interface: str = ""
+    fleet: str = "default"
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_model_bytes: int = 4 * 1024 * 1024 * 1024
+    # HOST:PORT for Prometheus /metrics; empty: none.
+    metrics: str = ""
+    # Deadline given to a request that came without one, in seconds.
+    default_timeout: float = 30.0
+    # First ban of a failed worker; it doubles on each further failure, up to ban_max.
+    ban_initial: float = 0.5
+    ban_max: float = 30.0
+    # Wait between attempts to re-open a worker's health stream.
+    health_retry: float = 0.2
+    # Each worker's health is also checked every probe_interval seconds; a check that gets no answer
+    # within probe_timeout marks the worker lost (a frozen process or a cut link sends no error).
+    probe_interval: float = 0.5
+    probe_timeout: float = 1.0
+    # A worker down this long has its work re-planned onto the others.
+    replan_grace: float = 10.0
+    # How often deployed models are checked against the live fleet (re-plan, or use a worker back).
+    heal_interval: float = 1.0
+    # After a start, a request for a model not yet known waits this long for the workers to report
+    # the plans they hold (a restarted coordinator serves without a redeploy).
+    recovery_window: float = 5.0
+    # MQTT broker HOST:PORT for fleet presence and events; empty: none.
+    mqtt: str = ""
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+def load(cls: type[S], config_file: str | Path | None, flags: dict[str, Any]) -> S:
+    """Settings of `cls` from `config_file` (TOML), the environment and the flags that were given."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    if config_file is None:
+        return cls(**given)
+
+    class FromFile(cls):  # type: ignore[valid-type,misc]
+        model_config = SettingsConfigDict(toml_file=config_file, title=cls.__name__)
+
+    return FromFile(**given)

@@ -1,0 +1,84 @@
+"""Frozen value types shared by the coordinator, the workers and the client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: KServe datatype and shape, -1 for a dimension of any size."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One layer range of a model and the workers that hold a replica of it."""
+
+    index: int
+    sha256: str
+    size: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    # Tensors handed on after this stage: everything a later stage reads, or the final outputs.
+    carry: tuple[str, ...]
+    workers: tuple[str, ...]
+    # Stages of one group form a route; groups (pipelines, or sets of replicas) stand side by side.
+    group: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one model is placed. Immutable; a re-deploy swaps in a new plan with a higher version."""
+
+    model: str
+    version: int
+    mode: str
+    signature: Signature
+    stages: tuple[StageSpec, ...]
+
+    # For a planned deploy: the objective and the planner's predicted requests/s and latency.
+    objective: str = ""
+    predicted_rps: float = 0.0
+    predicted_latency_s: float = 0.0
+    # Dynamic batching at the entry stage: most requests per call and the longest wait; off below 2.
+    batch_max: int = 0
+    batch_delay_s: float = 0.0
+
+    @property
+    def workers(self) -> frozenset[str]:
+        return frozenset(w for stage in self.stages for w in stage.workers)
+
+    def groups(self) -> list[tuple[StageSpec, ...]]:
+        """The plan's routes: the stages of each group, in order."""
+        ids = sorted({s.group for s in self.stages})
+        return [tuple(s for s in self.stages if s.group == g) for g in ids]
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What discovery and Describe tell about a worker."""
+
+    id: str
+    name: str
+    address: str
+    fleet: str = "default"
+    cores: int = 0
+    memory_available: int = 0
+    loaded: frozenset[str] = field(default_factory=frozenset)
