@@ -1,0 +1,1 @@
+"""The worker daemon: shard cache, ONNX Runtime stages, mDNS advertisement, the Worker gRPC service."""

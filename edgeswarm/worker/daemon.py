@@ -1,0 +1,116 @@
+"""`edgeswarm worker`: serve the Worker API and health, advertise over mDNS, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from pathlib import Path
+
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from edgeswarm.channels import bind, new_server, serve_metrics_on, split_address
+from edgeswarm.config import WorkerSettings
+from edgeswarm.interfaces import choose_interface
+from edgeswarm.worker.advertise import SERVICE_TYPE, Advertiser, service_info
+from edgeswarm.worker.runtime import StageRuntime
+from edgeswarm.worker.service import Peers, WorkerService, add_to_server
+from edgeswarm.worker.shards import ShardStore
+
+log = logging.getLogger(__name__)
+
+
+def worker_id(cache_dir: Path) -> str:
+    """A stable id kept beside the shard cache, so a restarted worker is the same worker."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / "worker-id"
+    if path.is_file():
+        return path.read_text().strip()
+    new = uuid.uuid4().hex
+    path.write_text(new + "\n")
+    return new
+
+
+async def serve(settings: WorkerSettings) -> None:
+    interface = choose_interface(settings.interface, split_address(settings.listen)[0])
+    settings = settings.model_copy(update={"interface": interface})
+    wid = worker_id(settings.cache_dir)
+    store = ShardStore(settings.cache_dir / "shards")
+    runtime = StageRuntime(
+        threads=settings.threads,
+        optimization=settings.optimization,
+        optimized_dir=settings.cache_dir / "optimized",
+    )
+    peers = Peers(settings.max_message_bytes)
+    service = WorkerService(wid, settings.name, settings.fleet, store, runtime, peers)
+    service.cache_max_bytes = settings.cache_max_bytes
+    service.memory_limit = settings.memory_limit
+    service.calibration_gflops = await runtime.calibrate()
+    health_servicer = health.aio.HealthServicer()
+
+    server = new_server(settings.max_message_bytes)
+    add_to_server(service, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = bind(server, settings.listen)
+    serve_metrics_on(settings.metrics)
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    log.info(
+        "worker_serving id=%s name=%s fleet=%s address=%s:%d cached_shards=%d calibration_gflops=%.1f",
+        wid, settings.name, settings.fleet, settings.interface, port, len(store.digests()),
+        service.calibration_gflops,
+    )  # fmt: skip
+    advertiser = Advertiser(settings.interface)
+    await advertiser.register(service_info(wid, settings.name, settings.fleet, settings.interface, port))
+    log.info("worker_advertised service=%s fleet=%s", SERVICE_TYPE, settings.fleet)
+
+    stop = asyncio.Event()
+    reasons: list[str] = []
+
+    def drain(reason: str) -> None:
+        reasons.append(reason)
+        stop.set()
+
+    service.drain = drain
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, drain, sig.name)
+    presence = None
+    if settings.mqtt:
+        from edgeswarm.worker.presence import WorkerPresence
+
+        address = f"{settings.interface}:{port}"
+        presence = WorkerPresence(
+            settings.mqtt, settings.fleet, wid, settings.name, address, service.telemetry,
+            interval=settings.telemetry_interval,
+        )  # fmt: skip
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            if presence is not None:
+                tasks.create_task(presence.run(), name="presence")
+            await stop.wait()
+            log.info("worker_draining id=%s reason=%s in_flight=%d", wid, reasons[0], service.in_flight)
+            await health_servicer.enter_graceful_shutdown()
+            await advertiser.close()
+            if presence is not None:
+                await presence.offline("drain")
+            await _finish_in_flight(service, settings.drain_notice, settings.drain_grace)
+    finally:
+        log.info("worker_stopping id=%s in_flight=%d", wid, service.in_flight)
+        await health_servicer.enter_graceful_shutdown()
+        await advertiser.close()
+        await server.stop(grace=2.0)
+        await peers.close()
+        runtime.close()
+
+
+async def _finish_in_flight(service: WorkerService, notice: float, grace: float) -> None:
+    """Keeps serving for `notice` seconds (requests already routed here still arrive), then until none
+    is in flight, for `grace` seconds in all at most."""
+    await asyncio.sleep(min(notice, grace))
+    try:
+        await asyncio.wait_for(service.wait_idle(), max(grace - notice, 0.0))
+    except TimeoutError:
+        log.warning("drain_grace_passed in_flight=%d", service.in_flight)

@@ -1,0 +1,240 @@
+"""ONNX Runtime sessions for the stages a worker holds, run in threads off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeswarm import codec
+from edgeswarm._proto.edgeswarm.v1 import tensor_pb2
+from edgeswarm.errors import InvalidRequest, NotFound
+from edgeswarm.metrics import BATCHES, STAGE_SECONDS
+from edgeswarm.worker import capacity
+
+log = logging.getLogger(__name__)
+
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def session_options(threads: int, optimization: str) -> ort.SessionOptions:
+    """Options for a process that may host several sessions: no spinning, bounded threads."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+class StageRuntime:
+    """`optimized_dir`, when given, keeps each stage's graph as ONNX Runtime optimized it on this
+    machine, so that a reload skips the optimization."""
+
+    def __init__(
+        self,
+        threads: int = 0,
+        optimization: str = "basic",
+        concurrency: int = 4,
+        optimized_dir: Path | None = None,
+    ) -> None:
+        self._threads = threads
+        self._optimization = optimization
+        self._options = session_options(threads, optimization)
+        self._optimized_dir = optimized_dir
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ort")
+
+    @property
+    def loaded(self) -> list[str]:
+        return sorted(self._sessions)
+
+    def has(self, sha256: str) -> bool:
+        return sha256 in self._sessions
+
+    def inputs(self, sha256: str) -> list[str]:
+        return [i.name for i in self._session(sha256).get_inputs()]
+
+    def outputs(self, sha256: str) -> list[str]:
+        return [o.name for o in self._session(sha256).get_outputs()]
+
+    async def load(self, sha256: str, path: Path) -> None:
+        if sha256 in self._sessions:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            session, cached = await loop.run_in_executor(self._pool, self._open, sha256, path)
+        except Exception as exc:  # ORT raises its own exception types for a model it cannot load
+            raise InvalidRequest(f"ONNX Runtime cannot load shard {sha256[:12]}: {exc}") from exc
+        self._sessions[sha256] = session
+        log.info(
+            "stage_loaded shard=%s inputs=%s optimized_cache=%s",
+            sha256[:12], self.inputs(sha256), "hit" if cached else "miss",
+        )  # fmt: skip
+
+    def _open(self, sha256: str, path: Path) -> tuple[ort.InferenceSession, bool]:
+        """A session on the stage; from this machine's optimized copy when there is one (its graph is
+        already optimized, so nothing more is applied), else optimizing and keeping the result."""
+        providers = ["CPUExecutionProvider"]
+        if self._optimized_dir is None:
+            return ort.InferenceSession(str(path), self._options, providers=providers), False
+        optimized = self._optimized_dir / f"{sha256}-{self._optimization}-ort{ort.__version__}.onnx"
+        if optimized.is_file():
+            options = session_options(self._threads, "disable")
+            return ort.InferenceSession(str(optimized), options, providers=providers), True
+        self._optimized_dir.mkdir(parents=True, exist_ok=True)
+        partial = optimized.with_suffix(f".{uuid.uuid4().hex}.partial")
+        options = session_options(self._threads, self._optimization)
+        options.optimized_model_filepath = str(partial)
+        session = ort.InferenceSession(str(path), options, providers=providers)
+        if partial.is_file():
+            partial.replace(optimized)
+        return session, False
+
+    def unload(self, sha256: str) -> None:
+        if self._sessions.pop(sha256, None) is not None:
+            log.info("stage_unloaded shard=%s", sha256[:12])
+
+    async def run(
+        self, sha256: str, tensors: Sequence[tensor_pb2.Tensor], carry: Sequence[str]
+    ) -> list[tensor_pb2.Tensor]:
+        """Runs the stage on the wire tensors it reads and returns the `carry` tensors: its outputs,
+        encoded, and any other received tensor handed on as it came. Decoding, the session and
+        encoding all run in a pool thread, so large tensors never hold up the event loop."""
+        session = self._session(sha256)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, _run_wire, sha256, session, tensors, carry)
+
+    async def run_batch(
+        self, sha256: str, requests: Sequence[tuple[Sequence[tensor_pb2.Tensor], Sequence[str]]]
+    ) -> list[list[tensor_pb2.Tensor]]:
+        """Runs several requests of one stage as one ONNX Runtime call when their inputs can be stacked
+        along a batch dimension (else one call each); returns each request's `carry` tensors."""
+        session = self._session(sha256)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, _run_batch, sha256, session, requests)
+
+    async def calibrate(self) -> float:
+        """GFLOP/s of this worker's ONNX Runtime (see capacity.calibrate)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, capacity.calibrate, self._options)
+
+    async def profile(
+        self, paths: Sequence[Path], inputs: Mapping[str, np.ndarray], repeats: int
+    ) -> list[float]:
+        """Mean seconds of each segment at `paths`, chained on `inputs` (see capacity.profile_chain)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._pool, capacity.profile_chain, paths, inputs, self._options, repeats
+            )
+        except Exception as exc:  # ORT's own exception types: a segment it cannot load or run
+            raise InvalidRequest(f"profiling failed: {exc}") from exc
+
+    def _session(self, sha256: str) -> ort.InferenceSession:
+        try:
+            return self._sessions[sha256]
+        except KeyError:
+            raise NotFound(f"stage {sha256[:12]} is not loaded on this worker") from None
+
+    def close(self) -> None:
+        self._sessions.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_wire(
+    sha256: str, session: ort.InferenceSession, tensors: Sequence[tensor_pb2.Tensor], carry: Sequence[str]
+) -> list[tensor_pb2.Tensor]:
+    received = {t.name: t for t in tensors}
+    names = [i.name for i in session.get_inputs()]
+    missing = [n for n in names if n not in received]
+    if missing:
+        raise InvalidRequest(f"stage {sha256[:12]} is missing input(s) {', '.join(missing)}")
+    feeds = {n: codec.decode(received[n]) for n in names}
+    outputs = [o.name for o in session.get_outputs()]
+    start = time.perf_counter()
+    try:
+        values = session.run(outputs, feeds)
+    except Exception as exc:  # ORT reports bad feeds (shape, type) as its own exception types
+        raise InvalidRequest(f"ONNX Runtime rejected the inputs: {exc}") from exc
+    STAGE_SECONDS.labels(sha256[:12]).observe(time.perf_counter() - start)
+    return _hand_on(sha256, carry, dict(zip(outputs, values, strict=True)), received)
+
+
+def _hand_on(
+    sha256: str,
+    carry: Sequence[str],
+    produced: Mapping[str, np.ndarray],
+    received: Mapping[str, tensor_pb2.Tensor],
+) -> list[tensor_pb2.Tensor]:
+    """The `carry` tensors: what the stage produced, encoded; anything else as it was received."""
+    handed_on = []
+    for name in carry:
+        if name in produced:
+            handed_on.append(codec.encode(name, produced[name]))
+        elif name in received:
+            handed_on.append(received[name])
+        else:
+            raise InvalidRequest(f"stage {sha256[:12]} produced no tensor {name}")
+    return handed_on
+
+
+def _run_batch(
+    sha256: str,
+    session: ort.InferenceSession,
+    requests: Sequence[tuple[Sequence[tensor_pb2.Tensor], Sequence[str]]],
+) -> list[list[tensor_pb2.Tensor]]:
+    def one_by_one() -> list[list[tensor_pb2.Tensor]]:
+        return [_run_wire(sha256, session, tensors, carry) for tensors, carry in requests]
+
+    names = [i.name for i in session.get_inputs()]
+    if len(requests) == 1 or any(isinstance(i.shape[0] if i.shape else 1, int) for i in session.get_inputs()):
+        return one_by_one()  # a single request, or an input without a symbolic batch dimension
+    received = [{t.name: t for t in tensors} for tensors, _ in requests]
+    if any(n not in r for r in received for n in names):
+        return one_by_one()  # the per-request path names what is missing
+    decoded = [{n: codec.decode(r[n]) for n in names} for r in received]
+    sizes = [d[names[0]].shape[0] if d[names[0]].ndim else 0 for d in decoded]
+    for n in names:
+        first = decoded[0][n]
+        for d, size in zip(decoded, sizes, strict=True):
+            if (
+                d[n].ndim == 0
+                or d[n].shape[0] != size
+                or d[n].shape[1:] != first.shape[1:]
+                or d[n].dtype != first.dtype
+            ):
+                return one_by_one()
+    feeds = {n: np.concatenate([d[n] for d in decoded]) for n in names}
+    outputs = [o.name for o in session.get_outputs()]
+    start = time.perf_counter()
+    try:
+        values = session.run(outputs, feeds)
+    except Exception:  # ORT's own exception types: let each request meet its own error
+        return one_by_one()
+    STAGE_SECONDS.labels(sha256[:12]).observe(time.perf_counter() - start)
+    total = sum(sizes)
+    if any(v.ndim == 0 or v.shape[0] != total for v in values):
+        return one_by_one()
+    log.debug("batch_ran stage=%s requests=%d rows=%d", sha256[:12], len(requests), total)
+    BATCHES.observe(len(requests))
+    results = []
+    offset = 0
+    for (_, carry), r, size in zip(requests, received, sizes, strict=True):
+        produced = {o: v[offset : offset + size] for o, v in zip(outputs, values, strict=True)}
+        offset += size
+        results.append(_hand_on(sha256, carry, produced, r))
+    return results

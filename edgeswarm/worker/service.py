@@ -1,0 +1,309 @@
+"""The Worker gRPC service: shard upload, stage lifecycle, and running a hop then forwarding the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import grpc
+import onnxruntime as ort
+from google.protobuf import message_factory
+
+from edgeswarm import __version__, codec
+from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
+from edgeswarm.channels import open_channel
+from edgeswarm.errors import InvalidRequest, StageUnavailable, from_rpc_error
+from edgeswarm.worker.batching import Batcher
+from edgeswarm.worker.runtime import StageRuntime
+from edgeswarm.worker.shards import ShardStore, ShardWriter, check_digest
+
+log = logging.getLogger(__name__)
+
+
+def memory_available() -> int:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class Peers:
+    """One channel per downstream worker address, reused across requests."""
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._max = max_message_bytes
+        self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+        self._channels: list[grpc.aio.Channel] = []
+
+    def run_stage(self, address: str) -> grpc.aio.UnaryUnaryMultiCallable:
+        """RunStage on the worker at `address`, its answer left as the bytes that came: a stage only
+        relays the answer of the next one, so it need not parse and rebuild it."""
+        call = self._calls.get(address)
+        if call is None:
+            channel = open_channel(address, self._max)
+            self._channels.append(channel)
+            call = self._calls[address] = channel.unary_unary(
+                RUN_STAGE, request_serializer=worker_pb2.StageRequest.SerializeToString
+            )
+        return call
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+
+class WorkerService(worker_pb2_grpc.WorkerServicer):
+    def __init__(
+        self,
+        worker_id: str,
+        name: str,
+        fleet: str,
+        store: ShardStore,
+        runtime: StageRuntime,
+        peers: Peers,
+    ) -> None:
+        self.worker_id = worker_id
+        self.name = name
+        self.fleet = fleet
+        self.store = store
+        self.runtime = runtime
+        self.peers = peers
+        self.coordinator = ""
+        # Requests running here, and the plan of each model with a stage loaded here, by model name.
+        self.in_flight = 0
+        self.batcher = Batcher(runtime)
+        self._idle = asyncio.Condition()
+        # Since the last telemetry sample: requests finished and seconds spent in them.
+        self._finished = 0
+        self._busy_s = 0.0
+        self._sampled_at = time.monotonic()
+        self.plans: dict[str, worker_pb2.PlanManifest] = {}
+        self.drain: Callable[[str], None] = lambda reason: None
+        # Largest size of the shard cache (0: no limit); see ShardStore.evict.
+        self.cache_max_bytes = 0
+        # Measured at start (GFLOP/s), and the weight bytes it may hold (0: the memory available).
+        self.calibration_gflops = 0.0
+        self.memory_limit = 0
+
+    async def Describe(
+        self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.WorkerDescription:
+        if request.coordinator and request.coordinator != self.coordinator:
+            self.coordinator = request.coordinator
+            log.info(
+                "worker_joined coordinator=%s fleet=%s cached_shards=%d loaded_stages=%d",
+                request.coordinator, self.fleet, len(self.store.digests()), len(self.runtime.loaded),
+            )  # fmt: skip
+        return worker_pb2.WorkerDescription(
+            id=self.worker_id,
+            name=self.name,
+            fleet=self.fleet,
+            version=__version__,
+            cores=os.cpu_count() or 1,
+            memory_available=memory_available(),
+            cached_shards=self.store.digests(),
+            loaded_stages=self.runtime.loaded,
+            onnxruntime_version=ort.__version__,
+            plans=list(self.plans.values()),
+            calibration_gflops=self.calibration_gflops,
+            memory_limit=self.memory_limit or memory_available(),
+        )
+
+    async def PutShard(
+        self, request_iterator: AsyncIterator[worker_pb2.ShardChunk], context: grpc.aio.ServicerContext
+    ) -> worker_pb2.PutShardResponse:
+        writer: ShardWriter | None = None
+        try:
+            async for chunk in request_iterator:
+                if writer is None:
+                    sha256 = check_digest(chunk.sha256)
+                    if self.store.has(sha256):
+                        return worker_pb2.PutShardResponse(sha256=sha256, already_cached=True)
+                    writer = self.store.writer(sha256, chunk.size)
+                writer.write(chunk.data)
+            if writer is None:
+                raise InvalidRequest("PutShard received no chunk")
+            writer.commit()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        log.info("shard_stored shard=%s bytes=%d", writer.sha256[:12], writer.size)
+        evicted = self.store.evict(self.cache_max_bytes, {writer.sha256, *self.runtime.loaded})
+        if evicted:
+            log.info("shards_evicted count=%d shards=%s", len(evicted), [d[:12] for d in evicted])
+        return worker_pb2.PutShardResponse(sha256=writer.sha256)
+
+    async def LoadStage(
+        self, request: worker_pb2.LoadStageRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.LoadStageResponse:
+        if not self.store.has(request.sha256):
+            raise InvalidRequest(f"shard {request.sha256[:12]} is not in this worker's cache")
+        await self.runtime.load(request.sha256, self.store.path(request.sha256))
+        self.store.touch(request.sha256)
+        if request.HasField("plan"):
+            known = self.plans.get(request.plan.model)
+            if known is None or known.version <= request.plan.version:
+                self.plans[request.plan.model] = request.plan
+        return worker_pb2.LoadStageResponse(
+            inputs=self.runtime.inputs(request.sha256), outputs=self.runtime.outputs(request.sha256)
+        )
+
+    async def UnloadStage(
+        self, request: worker_pb2.UnloadStageRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.UnloadStageResponse:
+        self.runtime.unload(request.sha256)
+        loaded = set(self.runtime.loaded)
+        for model, plan in list(self.plans.items()):
+            if not loaded.intersection(stage.sha256 for stage in plan.stages):
+                del self.plans[model]
+        return worker_pb2.UnloadStageResponse()
+
+    async def Profile(
+        self, request: worker_pb2.ProfileRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.ProfileResponse:
+        missing = [sha[:12] for sha in request.shards if not self.store.has(check_digest(sha))]
+        if missing:
+            raise InvalidRequest(f"shard(s) {', '.join(missing)} are not in this worker's cache")
+        paths = [self.store.path(sha) for sha in request.shards]
+        seconds = await self.runtime.profile(paths, codec.decode_all(request.inputs), request.repeats or 5)
+        log.info("profiled segments=%d seconds=%s", len(seconds), [round(s, 5) for s in seconds])
+        return worker_pb2.ProfileResponse(seconds=seconds)
+
+    async def Ping(
+        self, request: worker_pb2.PingRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.PingResponse:
+        return worker_pb2.PingResponse(size=len(request.payload))
+
+    async def Drain(
+        self, request: worker_pb2.DrainRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.DrainResponse:
+        self.drain(request.reason or "requested")
+        return worker_pb2.DrainResponse()
+
+    async def RunStage(
+        self, request: worker_pb2.StageRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.StageResponse | bytes:
+        self.in_flight += 1
+        start = time.perf_counter()
+        try:
+            return await self._run_stage(request, context)
+        finally:
+            self.in_flight -= 1
+            self._finished += 1
+            self._busy_s += time.perf_counter() - start
+            if not self.in_flight:
+                async with self._idle:
+                    self._idle.notify_all()
+
+    def telemetry(self) -> dict[str, object]:
+        """Load since the previous call: requests in flight, finished per second, mean time per request."""
+        now = time.monotonic()
+        elapsed = max(now - self._sampled_at, 1e-9)
+        sample: dict[str, object] = {
+            "in_flight": self.in_flight,
+            "requests_per_s": round(self._finished / elapsed, 3),
+            "stage_ms": round(1000 * self._busy_s / self._finished, 3) if self._finished else 0.0,
+            "memory_available": memory_available(),
+        }
+        self._finished, self._busy_s, self._sampled_at = 0, 0.0, now
+        return sample
+
+    async def wait_idle(self) -> None:
+        """Returns once no request is running here."""
+        async with self._idle:
+            await self._idle.wait_for(lambda: not self.in_flight)
+
+    async def _run_stage(
+        self, request: worker_pb2.StageRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.StageResponse | bytes:
+        if not request.route:
+            raise InvalidRequest("RunStage needs a route with at least one hop")
+        hop, rest = request.route[0], request.route[1:]
+        if not self.runtime.has(hop.stage):
+            # The coordinator's view is stale (this process restarted, say): another replica can serve.
+            raise StageUnavailable(
+                f"stage {hop.stage[:12]} is not loaded on worker {self.worker_id[:8]}", (self.worker_id,)
+            )
+        if hop.batch_max > 1:
+            delay = hop.batch_delay_ms / 1000
+            carried = await self.batcher.run(hop.stage, request.tensors, hop.carry, hop.batch_max, delay)
+        else:
+            carried = await self.runtime.run(hop.stage, request.tensors, hop.carry)
+        if not rest:
+            return worker_pb2.StageResponse(tensors=carried)
+        onward = worker_pb2.StageRequest(
+            request_id=request.request_id, model=request.model, tensors=carried, route=rest
+        )
+        return await self.forward(onward, context.time_remaining())
+
+    async def forward(self, request: worker_pb2.StageRequest, timeout: float | None) -> bytes:
+        """Sends `request` to the next hop, failing over to the hop's other replicas; returns the
+        serialized StageResponse it answered."""
+        hop = request.route[0]
+        failed: list[str] = []
+        for address, worker in _candidates(hop.addresses, hop.worker_ids):
+            try:
+                response: bytes = await self.peers.run_stage(address)(request, timeout=timeout)
+                return response
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                if isinstance(error, StageUnavailable) and set(error.failed) <= {worker}:
+                    log.warning(
+                        "hop_failed request=%s worker=%s address=%s error=%r",
+                        request.request_id,
+                        worker,
+                        address,
+                        error.message,
+                    )
+                    failed.append(worker)
+                    continue
+                if isinstance(error, StageUnavailable):
+                    raise StageUnavailable(error.message, (*failed, *error.failed)) from exc
+                raise error from exc
+        raise StageUnavailable(
+            f"no replica of stage {hop.stage[:12]} answered (tried {', '.join(failed) or 'none'})",
+            tuple(failed),
+        )
+
+
+def _candidates(addresses: Sequence[str], worker_ids: Sequence[str]) -> list[tuple[str, str]]:
+    ids = list(worker_ids) + [""] * (len(addresses) - len(worker_ids))
+    return [(a, w or a) for a, w in zip(addresses, ids, strict=False)]
+
+
+RUN_STAGE = "/edgeswarm.v1.Worker/RunStage"
+
+
+def _serialize_answer(answer: worker_pb2.StageResponse | bytes) -> bytes:
+    return answer if isinstance(answer, bytes) else answer.SerializeToString()
+
+
+def add_to_server(service: WorkerService, server: grpc.aio.Server) -> None:
+    """Registers the Worker service; RunStage may answer a StageResponse or, relaying the next hop's
+    answer, its bytes as they came."""
+    descriptor = worker_pb2.DESCRIPTOR.services_by_name["Worker"]
+    handlers = {}
+    for method in descriptor.methods:
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        serialize = _serialize_answer if method.name == "RunStage" else response.SerializeToString
+        make = (
+            grpc.stream_unary_rpc_method_handler
+            if method.client_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            getattr(service, method.name),
+            request_deserializer=request.FromString,
+            response_serializer=serialize,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
+    server.add_registered_method_handlers(descriptor.full_name, handlers)
