@@ -1,0 +1,1 @@
+"""The coordinator: discovery, fleet view, partitioning, placement, routing, and its gRPC APIs."""

@@ -1,0 +1,47 @@
+"""A described fleet for `edgeswarm plan --fleet FLEET.json`: what-if planning without the workers.
+
+    {"workers": [{"name": "pc1", "memory": 8e9, "gflops": 40,
+                  "bandwidth": 125e6, "rtt": 0.0003}, ...]}
+
+Each worker gives `memory` (bytes of weights it may hold), its speed as `gflops` (segment time =
+the segment's estimated FLOPs / speed) or as `seconds` (one figure per segment), and optionally
+its link: `bandwidth` in bytes/s (default unlimited) and `rtt` in seconds (default 0). Pure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from edgeswarm.coordinator.planner import WorkerFigures
+from edgeswarm.coordinator.segments import Segments
+
+
+def figures_from(document: Mapping[str, Any], segments: Segments) -> list[WorkerFigures]:
+    workers = document.get("workers")
+    if not isinstance(workers, list) or not workers:
+        raise ValueError('a fleet file needs a non-empty list "workers"')
+    figures = []
+    for index, worker in enumerate(workers):
+        name = str(worker.get("name") or f"worker{index + 1}")
+        try:
+            if "seconds" in worker:
+                seconds = tuple(float(s) for s in worker["seconds"])
+                if len(seconds) != len(segments.parts):
+                    raise ValueError(f"{len(seconds)} segment times for {len(segments.parts)} segments")
+            else:
+                speed = float(worker["gflops"]) * 1e9
+                seconds = tuple(f / speed for f in segments.flops)
+            figures.append(
+                WorkerFigures(
+                    id=name,
+                    memory=int(float(worker["memory"])),
+                    seconds=seconds,
+                    bandwidth=float(worker.get("bandwidth", math.inf)),
+                    rtt=float(worker.get("rtt", 0.0)),
+                )
+            )
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise ValueError(f"worker {name!r} of the fleet file: {exc}") from exc
+    return figures

@@ -1,0 +1,196 @@
+"""Measuring the fleet for the planner: segment times on the workers themselves (one per machine
+class), and the link to each worker; cached."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from edgeswarm import codec
+from edgeswarm._proto.edgeswarm.v1 import worker_pb2
+from edgeswarm.coordinator.planner import WorkerFigures
+from edgeswarm.coordinator.segments import Segments
+from edgeswarm.coordinator.zoo import identity_chain
+from edgeswarm.errors import EdgeswarmError, from_rpc_error
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1024 * 1024
+SHARD_TIMEOUT_S = 300.0
+# Workers whose calibration differs by less than this factor are one machine class.
+CLASS_TOLERANCE = 1.15
+LINK_TTL_S = 300.0
+PING_BYTES = 1024 * 1024
+PROFILE_REPEATS = 5
+OVERHEAD_S = 0.3
+
+
+async def chunks(sha256: str, data: bytes) -> AsyncIterator[worker_pb2.ShardChunk]:
+    view = memoryview(data)
+    yield worker_pb2.ShardChunk(sha256=sha256, size=len(data), data=bytes(view[:CHUNK_BYTES]))
+    for offset in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
+        yield worker_pb2.ShardChunk(data=bytes(view[offset : offset + CHUNK_BYTES]))
+
+
+@dataclass(frozen=True)
+class Link:
+    rtt: float  # seconds
+    bandwidth: float  # bytes per second
+    overhead: float  # seconds per request through a trivial stage (round trip and handling)
+    measured_at: float
+
+
+def machine_classes(calibrations: Mapping[str, float]) -> list[list[str]]:
+    """Workers grouped by calibration (GFLOP/s): a class spans at most CLASS_TOLERANCE. Pure."""
+    classes: list[list[str]] = []
+    anchor = 0.0
+    for worker, gflops in sorted(calibrations.items(), key=lambda item: (item[1], item[0])):
+        if not classes or gflops > anchor * CLASS_TOLERANCE:
+            classes.append([])
+            anchor = gflops
+        classes[-1].append(worker)
+    return classes
+
+
+class Measurer:
+    """`stub_of(worker)` is the worker's gRPC stub; `describe(worker)` its last Describe answer."""
+
+    def __init__(
+        self,
+        stub_of: Callable[[str], object],
+        describe: Callable[[str], worker_pb2.WorkerDescription | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stub_of = stub_of
+        self._describe = describe
+        self.clock = clock
+        self.links: dict[str, Link] = {}
+        self._segments: dict[tuple[str, str], list[float]] = {}
+
+    async def figures(
+        self, segments: Segments, inputs: Mapping[str, np.ndarray], workers: Sequence[str]
+    ) -> list[WorkerFigures]:
+        """Each worker's memory, segment times (measured on one worker of its class) and link."""
+        descriptions = {w: self._describe(w) or worker_pb2.WorkerDescription() for w in workers}
+        calibrations = {w: d.calibration_gflops for w, d in descriptions.items()}
+        model_key = hashlib.sha256(
+            "".join(hashlib.sha256(p.model).hexdigest() for p in segments.parts).encode()
+        )
+        classes = machine_classes(calibrations)
+        timed = await asyncio.gather(
+            *(self._class_times(model_key.hexdigest(), members[0], segments, inputs) for members in classes)
+        )
+        seconds = {worker: times for members, times in zip(classes, timed, strict=True) for worker in members}
+        boundary = max(segments.profile.boundary_bytes, default=segments.profile.input_bytes)
+        links = await asyncio.gather(*(self.link(w, boundary) for w in workers))
+        return [
+            WorkerFigures(
+                id=w,
+                memory=descriptions[w].memory_limit,
+                seconds=tuple(seconds[w]),
+                bandwidth=link.bandwidth,
+                # The overhead, a round trip through a trivial stage, already holds the round trip.
+                rtt=0.0,
+                overhead=link.overhead,
+            )
+            for w, link in zip(workers, links, strict=True)
+        ]
+
+    async def _class_times(
+        self, model_key: str, worker: str, segments: Segments, inputs: Mapping[str, np.ndarray]
+    ) -> list[float]:
+        description = self._describe(worker)
+        gflops = description.calibration_gflops if description else 0.0
+        key = (model_key, f"{gflops:.0f}")
+        if key in self._segments:
+            return self._segments[key]
+        try:
+            times = await self._profile(worker, segments, inputs)
+            log.info(
+                "segments_profiled worker=%s segments=%d total_ms=%.2f",
+                worker[:8],
+                len(times),
+                1000 * sum(times),
+            )
+        except EdgeswarmError as exc:
+            # A model whose sample inputs it cannot run (say, ids out of range): estimate from FLOPs.
+            speed = max(gflops, 0.1) * 1e9
+            times = [f / speed for f in segments.flops]
+            log.warning(
+                "profile_failed worker=%s error=%r estimate=flops/calibration", worker[:8], exc.message
+            )
+        self._segments[key] = times
+        return times
+
+    async def _profile(
+        self, worker: str, segments: Segments, inputs: Mapping[str, np.ndarray]
+    ) -> list[float]:
+        stub = self._stub_of(worker)
+        digests = [hashlib.sha256(p.model).hexdigest() for p in segments.parts]
+        try:
+            description = await stub.Describe(worker_pb2.DescribeRequest(), timeout=10)  # type: ignore[attr-defined]
+            cached = set(description.cached_shards)
+            for sha, part in zip(digests, segments.parts, strict=True):
+                if sha not in cached:
+                    await stub.PutShard(chunks(sha, part.model), timeout=SHARD_TIMEOUT_S)  # type: ignore[attr-defined]
+            request = worker_pb2.ProfileRequest(
+                shards=digests, inputs=codec.encode_all(dict(inputs)), repeats=PROFILE_REPEATS
+            )
+            response = await stub.Profile(request, timeout=SHARD_TIMEOUT_S)  # type: ignore[attr-defined]
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return list(response.seconds)
+
+    async def link(self, worker: str, payload_bytes: int = 4096) -> Link:
+        """Round trip (least of three empty pings), bandwidth (1 MiB, best of two), and the mean time of
+        back-to-back calls through a trivial stage carrying `payload_bytes` for OVERHEAD_S (long enough
+        to show a CPU quota)."""
+        known = self.links.get(worker)
+        if known is not None and self.clock() - known.measured_at < LINK_TTL_S:
+            return known
+        stub = self._stub_of(worker)
+        try:
+            rtt = min([await self._ping(stub, b"") for _ in range(3)])
+            payload = bytes(PING_BYTES)
+            transfer = min([await self._ping(stub, payload) for _ in range(2)])
+            overhead = await self._overhead(stub, max(payload_bytes // 4, 1))
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        link = Link(rtt, PING_BYTES / max(transfer - rtt, 1e-6), overhead, self.clock())
+        log.info(
+            "link_measured worker=%s rtt_ms=%.3f bandwidth_mbps=%.1f overhead_ms=%.3f",
+            worker[:8], 1000 * rtt, link.bandwidth / 1e6, 1000 * overhead,
+        )  # fmt: skip
+        self.links[worker] = link
+        return link
+
+    async def _overhead(self, stub: object, floats: int) -> float:
+        shard = identity_chain(floats).SerializeToString()
+        sha = hashlib.sha256(shard).hexdigest()
+        await stub.PutShard(chunks(sha, shard), timeout=SHARD_TIMEOUT_S)  # type: ignore[attr-defined]
+        await stub.LoadStage(worker_pb2.LoadStageRequest(sha256=sha), timeout=SHARD_TIMEOUT_S)  # type: ignore[attr-defined]
+        tensors = codec.encode_all({"t0": np.zeros(floats, np.float32)})
+        request = worker_pb2.StageRequest(
+            request_id="overhead", tensors=tensors, route=[worker_pb2.Hop(stage=sha, carry=["t1"])]
+        )
+        try:
+            calls, start = 0, time.perf_counter()
+            while calls < 5 or time.perf_counter() - start < OVERHEAD_S:
+                await stub.RunStage(request, timeout=10)  # type: ignore[attr-defined]
+                calls += 1
+            return (time.perf_counter() - start) / calls
+        finally:
+            await stub.UnloadStage(worker_pb2.UnloadStageRequest(sha256=sha), timeout=10)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def _ping(stub: object, payload: bytes) -> float:
+        start = time.perf_counter()
+        await stub.Ping(worker_pb2.PingRequest(payload=payload), timeout=10)  # type: ignore[attr-defined]
+        return time.perf_counter() - start

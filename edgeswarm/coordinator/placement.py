@@ -1,0 +1,49 @@
+"""Which workers hold which stage of a new deployment. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from edgeswarm.errors import InvalidRequest, PlacementError
+
+MODES = ("replicas", "pipeline")
+
+
+def shape_of(mode: str, replicas: int, stages: int, live: int) -> tuple[int, int]:
+    """(stages, replicas per stage) for a request; 0 means 'as many as the fleet allows'."""
+    if mode not in MODES:
+        raise InvalidRequest(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if replicas < 0 or stages < 0:
+        raise InvalidRequest("replicas and stages must not be negative")
+    if mode == "replicas":
+        if stages not in (0, 1):
+            raise InvalidRequest(f"replicas mode runs the whole model as one stage, not {stages}")
+        return 1, replicas or max(live, 1)
+    return stages or max(live, 2), replicas or 1
+
+
+def fit_shape(mode: str, replicas: int, stages: int, live: int) -> tuple[int, int]:
+    """The shape `shape_of` asks for, shrunk to what `live` workers can hold (at least one of each):
+    fewer replicas per stage first, then fewer stages. Used to re-plan onto the workers that are left."""
+    count, per_stage = shape_of(mode, replicas, stages, live)
+    live = max(live, 1)
+    if count * per_stage <= live:
+        return count, per_stage
+    if count <= live:
+        return count, live // count
+    return live, 1
+
+
+def place(
+    model: str, stages: int, replicas: int, live: Sequence[str], load: Mapping[str, int]
+) -> list[tuple[str, ...]]:
+    """Workers for each stage, `replicas` distinct workers per stage, no worker twice; least loaded first."""
+    needed = stages * replicas
+    if needed > len(live):
+        listing = ", ".join(w[:8] for w in sorted(live)) or "none"
+        raise PlacementError(
+            f"model {model!r}: {stages} stage(s) x {replicas} replica(s) need {needed} live workers; "
+            f"{len(live)} live ({listing})"
+        )
+    ordered = sorted(live, key=lambda w: (load.get(w, 0), w))
+    return [tuple(ordered[r * stages + s] for r in range(replicas)) for s in range(stages)]

@@ -1,0 +1,89 @@
+"""A planner result as the JSON document `edgeswarm plan --json` prints, and in sentences. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from edgeswarm.coordinator.planner import Layout, PlanResult
+from edgeswarm.coordinator.segments import Segments
+
+
+def report(result: PlanResult, segments: Segments, names: Mapping[str, str]) -> dict[str, Any]:
+    """The chosen layout and every alternative, with predicted requests/s and latency."""
+    return {
+        "objective": result.objective,
+        "exact": result.exact,
+        "bound_rps": round(result.bound, 3),
+        "segments": len(segments.parts),
+        "cut_positions": list(segments.positions),
+        "chosen": _layout(result.chosen, segments, names),
+        "alternatives": [_layout(layout, segments, names) for layout in result.alternatives[1:]],
+    }
+
+
+def _layout(layout: Layout, segments: Segments, names: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "kind": layout.kind,
+        "predicted_rps": round(layout.throughput, 3),
+        "predicted_latency_ms": round(1000 * layout.latency, 3),
+        "pipelines": [
+            {
+                "predicted_rps": round(p.throughput, 3),
+                "stages": [
+                    {
+                        "worker": names.get(s.worker, s.worker),
+                        "worker_id": s.worker,
+                        "first_segment": s.first,
+                        "last_segment": s.last,
+                        "first_node": segments.start(s.first),
+                        "last_node": segments.end(s.last),
+                        "expected_ms": round(1000 * s.seconds, 3),
+                    }
+                    for s in p.stages
+                ],
+            }
+            for p in layout.pipelines
+        ],
+    }
+
+
+def explain(document: Mapping[str, Any]) -> str:
+    """The report in sentences."""
+    chosen = document["chosen"]
+    lines = [
+        f"Objective: {document['objective']}. The model was cut into {document['segments']} segments at "
+        f"nodes {', '.join(map(str, document['cut_positions'])) or '(none)'}.",
+        f"Chosen: {_sentence(chosen)}",
+    ]
+    for index, pipeline in enumerate(chosen["pipelines"], start=1):
+        for stage in pipeline["stages"]:
+            lines.append(
+                f"  route {index}: {stage['worker']} runs segments {stage['first_segment']}-"
+                f"{stage['last_segment']} (nodes {stage['first_node']}-{stage['last_node']}), "
+                f"about {stage['expected_ms']:.2f} ms per request."
+            )
+    best = chosen["predicted_rps"]
+    for other in document["alternatives"]:
+        ratio = other["predicted_rps"] / best if best else 0.0
+        lines.append(f"Considered: {_sentence(other)} That is {ratio:.2f}x the chosen throughput.")
+    search = "exhaustive" if document["exact"] else "heuristic (fastest workers first, bisection)"
+    lines.append(
+        f"The pipeline search was {search}; no layout can exceed {document['bound_rps']:.1f} requests/s "
+        "(every worker running the whole model at its own speed)."
+    )
+    return "\n".join(lines)
+
+
+def _sentence(layout: Mapping[str, Any]) -> str:
+    shapes = [len(p["stages"]) for p in layout["pipelines"]]
+    if layout["kind"] == "replicas":
+        what = f"{len(shapes)} whole-model replica(s)"
+    elif layout["kind"] == "pipeline":
+        what = f"one {shapes[0]}-stage pipeline"
+    else:
+        what = "side by side: " + ", ".join(f"{n}-stage" if n > 1 else "a replica" for n in shapes)
+    return (
+        f"{what}, predicted {layout['predicted_rps']:.1f} requests/s and "
+        f"{layout['predicted_latency_ms']:.2f} ms per request."
+    )

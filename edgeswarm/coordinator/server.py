@@ -1,0 +1,104 @@
+"""`edgeswarm coordinator`: discovery, the fleet's health, deploys, and the inference and control APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from edgeswarm._proto.edgeswarm.v1 import control_pb2_grpc
+from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from edgeswarm.channels import bind, new_server, serve_metrics_on, split_address
+from edgeswarm.config import CoordinatorSettings
+from edgeswarm.coordinator.api import ControlService, InferenceService
+from edgeswarm.coordinator.deployer import Deployer
+from edgeswarm.coordinator.discovery import Discovery
+from edgeswarm.coordinator.fleet import UP
+from edgeswarm.coordinator.members import Members
+from edgeswarm.coordinator.router import GrpcTransport, Router
+from edgeswarm.interfaces import choose_interface
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: CoordinatorSettings) -> None:
+    interface = choose_interface(settings.interface, split_address(settings.listen)[0])
+    settings = settings.model_copy(update={"interface": interface})
+    members = Members(settings)
+    deployer = Deployer(members)
+    router = Router(members, GrpcTransport(lambda worker: members.link(worker).worker))
+    members.on_lost.append(router.abandon)
+    health_servicer = health.aio.HealthServicer()
+
+    server = new_server(settings.max_message_bytes)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(settings, deployer, router), server)
+    control_pb2_grpc.add_ControlServicer_to_server(ControlService(settings, deployer, members), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = bind(server, settings.listen)
+    serve_metrics_on(settings.metrics)
+    members.address_for_workers = f"{settings.interface}:{port}"
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "coordinator_ready fleet=%s listen=%s port=%d mdns=%s",
+        settings.fleet,
+        settings.listen,
+        port,
+        settings.interface,
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    discovery = Discovery(settings.interface, settings.fleet, members.found)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            background = [
+                tasks.create_task(members.run(), name="members"),
+                tasks.create_task(discovery.run(), name="discovery"),
+                tasks.create_task(deployer.heal(settings.heal_interval, settings.replan_grace), name="heal"),
+            ]
+            if settings.mqtt:
+                background.append(tasks.create_task(_presence(settings, members, deployer), name="presence"))
+            await stop.wait()
+            log.info("coordinator_stopping")
+            await health_servicer.enter_graceful_shutdown()
+            await server.stop(grace=2.0)
+            for task in background:
+                task.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await server.stop(grace=None)
+
+
+async def _presence(settings: CoordinatorSettings, members: Members, deployer: Deployer) -> None:
+    """MQTT: a worker's offline status (but a drain's) marks it lost; joins, leaves and new plans are
+    published as fleet events."""
+    from edgeswarm.coordinator.presence import FleetPresence
+
+    def on_status(worker_id: str, status: dict[str, Any]) -> None:
+        if status["state"] == "offline" and status.get("reason") != "drain":
+            members.mark_lost(worker_id, f"mqtt status offline ({status.get('reason')})")
+
+    events: asyncio.Queue[tuple[str, dict[str, object]]] = asyncio.Queue()
+    members.on_change.append(
+        lambda info, state, why: events.put_nowait(
+            ("joined" if state == UP else "left", {"id": info.id, "name": info.name, "reason": why})
+        )
+    )
+    deployer.on_plan.append(
+        lambda model, version, why: events.put_nowait(
+            ("plan_changed", {"model": model, "version": version, "reason": why})
+        )
+    )
+    presence = FleetPresence(settings.mqtt, settings.fleet, on_status)
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(presence.run(), name="mqtt")
+        while True:
+            kind, fields = await events.get()
+            await presence.event(kind, **fields)
