@@ -1,0 +1,222 @@
+"""The asynchronous client, on grpc.aio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from google.protobuf.json_format import MessageToDict
+
+from edgeswarm import codec
+from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc
+from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
+from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES, open_channel
+from edgeswarm.errors import answered, from_rpc_error
+
+T = TypeVar("T")
+DEPLOY_CHUNK_BYTES = 1024 * 1024
+# Encoding and decoding above this size moves off the event loop.
+OFF_LOOP_BYTES = 1024 * 1024
+# Pause before retrying a request whose coordinator could not be reached.
+RETRY_PAUSE_S = 0.05
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    mode: str
+    stages: list[dict[str, Any]]
+    # For mode "auto": the planner's report (keys in the README).
+    plan: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    fleet: str
+    version: str
+    workers: list[dict[str, Any]]
+    models: list[dict[str, Any]]
+
+
+def _as_dict(message: Any) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def _model_info(status: control_pb2.ModelStatus, plan_json: str = "") -> ModelInfo:
+    return ModelInfo(
+        name=status.name,
+        version=status.version,
+        mode=status.mode,
+        stages=[_as_dict(s) for s in status.stages],
+        plan=json.loads(plan_json) if plan_json else None,
+    )
+
+
+def encode_request(
+    model: str, inputs: Mapping[str, np.ndarray], outputs: tuple[str, ...]
+) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name=model)
+    for name, value in inputs.items():
+        array = np.asarray(value)
+        request.inputs.add(name=name, datatype=codec.datatype_of(array), shape=list(array.shape))
+        request.raw_input_contents.append(codec.to_bytes(array))
+    for name in outputs:
+        request.outputs.add(name=name)
+    return request
+
+
+def decode_response(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:
+    return {
+        out.name: codec.from_bytes(out.name, out.datatype, list(out.shape), data)
+        for out, data in zip(response.outputs, response.raw_output_contents, strict=True)
+    }
+
+
+class AsyncClient:
+    def __init__(self, address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.address = address
+        self._channel = open_channel(address, max_message_bytes)
+        self._inference = pb_grpc.GRPCInferenceServiceStub(self._channel)
+        self._control = control_pb2_grpc.ControlStub(self._channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        timeout: float | None = None,
+        outputs: tuple[str, ...] = (),
+    ) -> dict[str, np.ndarray]:
+        """Runs `model` on `inputs`; returns its outputs by name (all of them unless `outputs` names some)."""
+        size = sum(np.asarray(v).nbytes for v in inputs.values())
+        request = await _maybe_off_loop(size, encode_request, model, inputs, outputs)
+        response = await self._infer_within(request, timeout)
+        return await _maybe_off_loop(response.ByteSize(), decode_response, response)
+
+    async def _infer_within(
+        self, request: pb.ModelInferRequest, timeout: float | None
+    ) -> pb.ModelInferResponse:
+        """Sends `request`; with a timeout, waits out and retries a coordinator that cannot be reached
+        (restarting, say) until the deadline. Inference is idempotent, so a retry is safe."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
+            try:
+                call = self._inference.ModelInfer(
+                    request, timeout=remaining, wait_for_ready=deadline is not None
+                )
+                response: pb.ModelInferResponse = await call
+                return response
+            except grpc.RpcError as exc:
+                unreached = exc.code() == grpc.StatusCode.UNAVAILABLE and not answered(exc)
+                if not unreached or deadline is None or loop.time() + RETRY_PAUSE_S >= deadline:
+                    raise from_rpc_error(exc) from exc
+            await asyncio.sleep(RETRY_PAUSE_S)
+
+    async def is_ready(self, model: str, timeout: float | None = None) -> bool:
+        response = await _call(self._inference.ModelReady(pb.ModelReadyRequest(name=model), timeout=timeout))
+        return bool(response.ready)
+
+    async def metadata(self, model: str, timeout: float | None = None) -> dict[str, Any]:
+        response = await _call(
+            self._inference.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=timeout)
+        )
+        return _as_dict(response)
+
+    async def deploy(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        mode: str = "auto",
+        replicas: int = 0,
+        stages: int = 0,
+        timeout: float | None = None,
+        objective: str = "throughput",
+        batch_max: int = 0,
+        batch_delay_ms: float = 0.0,
+    ) -> ModelInfo:
+        """Sends the ONNX file at `path` and returns once the model is ready to serve. Mode "auto" lets
+        the planner choose replicas, a pipeline or both from measured figures, for `objective`.
+        `batch_max` > 1 turns on dynamic batching: requests arriving within `batch_delay_ms` of each
+        other run as one ONNX Runtime call at the entry stage (for models with a batch dimension)."""
+        header = control_pb2.DeployHeader(
+            name=name, mode=mode, replicas=replicas, stages=stages, objective=objective,
+            batch_max=batch_max, batch_delay_ms=batch_delay_ms,
+        )  # fmt: skip
+        response = await self._send_model(path, header, timeout)
+        return _model_info(response.model, response.plan_json)
+
+    async def plan(
+        self,
+        path: str | os.PathLike[str],
+        objective: str = "throughput",
+        timeout: float | None = None,
+        name: str = "",
+    ) -> dict[str, Any]:
+        """What an "auto" deploy would place on the live fleet, with predicted figures; places nothing."""
+        header = control_pb2.DeployHeader(name=name or Path(path).stem, objective=objective, dry_run=True)
+        response = await self._send_model(path, header, timeout)
+        return dict(json.loads(response.plan_json))
+
+    async def _send_model(
+        self, path: str | os.PathLike[str], header: control_pb2.DeployHeader, timeout: float | None
+    ) -> control_pb2.DeployResponse:
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        header.size = len(data)
+
+        async def messages() -> AsyncIterator[control_pb2.DeployRequest]:
+            yield control_pb2.DeployRequest(header=header, data=data[:DEPLOY_CHUNK_BYTES])
+            for offset in range(DEPLOY_CHUNK_BYTES, len(data), DEPLOY_CHUNK_BYTES):
+                yield control_pb2.DeployRequest(data=data[offset : offset + DEPLOY_CHUNK_BYTES])
+
+        response: control_pb2.DeployResponse = await _call(self._control.Deploy(messages(), timeout=timeout))
+        return response
+
+    async def undeploy(self, name: str, timeout: float | None = None) -> None:
+        await _call(self._control.Undeploy(control_pb2.UndeployRequest(name=name), timeout=timeout))
+
+    async def drain(self, worker: str, timeout: float | None = None) -> tuple[str, str]:
+        """Drains a worker (name, id or id prefix); returns its id and name. It exits once idle."""
+        request = control_pb2.DrainWorkerRequest(worker=worker)
+        response = await _call(self._control.Drain(request, timeout=timeout))
+        return response.id, response.name
+
+    async def status(self, timeout: float | None = None) -> StatusReport:
+        response = await _call(self._control.Status(control_pb2.StatusRequest(), timeout=timeout))
+        return StatusReport(
+            fleet=response.fleet,
+            version=response.version,
+            workers=[_as_dict(w) for w in response.workers],
+            models=[_as_dict(m) for m in response.models],
+        )
+
+
+async def _call(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from exc
+
+
+async def _maybe_off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    if size >= OFF_LOOP_BYTES:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)

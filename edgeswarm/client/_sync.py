@@ -1,0 +1,98 @@
+"""A thin blocking wrapper over AsyncClient: the same methods, run on a private event loop.
+
+The loop runs in its own thread for the client's life: grpc.aio completes calls through the
+running loop, and a loop kept running answers about a millisecond sooner per call than one
+started and stopped around each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+
+from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES
+from edgeswarm.client._async import AsyncClient, ModelInfo, StatusReport
+
+T = TypeVar("T")
+
+
+class Client:
+    def __init__(self, address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="edgeswarm-client", daemon=True)
+        self._thread.start()
+        self._client: AsyncClient = self._run(_open(address, max_message_bytes))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        timeout: float | None = None,
+        outputs: tuple[str, ...] = (),
+    ) -> dict[str, np.ndarray]:
+        return self._run(self._client.infer(model, inputs, timeout, outputs))
+
+    def is_ready(self, model: str, timeout: float | None = None) -> bool:
+        return self._run(self._client.is_ready(model, timeout))
+
+    def metadata(self, model: str, timeout: float | None = None) -> dict[str, Any]:
+        return self._run(self._client.metadata(model, timeout))
+
+    def deploy(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        mode: str = "auto",
+        replicas: int = 0,
+        stages: int = 0,
+        timeout: float | None = None,
+        objective: str = "throughput",
+        batch_max: int = 0,
+        batch_delay_ms: float = 0.0,
+    ) -> ModelInfo:
+        return self._run(
+            self._client.deploy(
+                path, name, mode, replicas, stages, timeout, objective, batch_max, batch_delay_ms
+            )
+        )
+
+    def plan(
+        self, path: str | os.PathLike[str], objective: str = "throughput", timeout: float | None = None
+    ) -> dict[str, Any]:
+        return self._run(self._client.plan(path, objective, timeout))
+
+    def undeploy(self, name: str, timeout: float | None = None) -> None:
+        self._run(self._client.undeploy(name, timeout))
+
+    def drain(self, worker: str, timeout: float | None = None) -> tuple[str, str]:
+        return self._run(self._client.drain(worker, timeout))
+
+    def status(self, timeout: float | None = None) -> StatusReport:
+        return self._run(self._client.status(timeout))
+
+
+async def _open(address: str, max_message_bytes: int) -> AsyncClient:
+    # The channel must be made inside the loop that will use it.
+    return AsyncClient(address, max_message_bytes)

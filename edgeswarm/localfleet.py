@@ -1,0 +1,173 @@
+"""A coordinator and workers as real processes on this machine, on 127.0.0.1: for the demo and the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from edgeswarm.client import Client, StatusReport
+from edgeswarm.errors import EdgeswarmError
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Polls `condition` until it holds; TimeoutError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def status_of(coordinator: str) -> StatusReport:
+    with Client(coordinator) as client:
+        return client.status(timeout=2.0)
+
+
+def up_workers_of(coordinator: str) -> set[str]:
+    """Names of the workers the coordinator at `coordinator` counts as up; none if it does not answer."""
+    try:
+        report = status_of(coordinator)
+    except EdgeswarmError:
+        return set()
+    return {w["name"] for w in report.workers if w["state"] == "up"}
+
+
+class LocalFleet:
+    """Processes of one fleet; a unique fleet name keeps it apart from any other on the same loopback."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        workers: int = 3,
+        threads: int = 1,
+        fleet: str | None = None,
+        coordinator_args: tuple[str, ...] = (),
+        worker_args: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.coordinator_args = coordinator_args
+        self.worker_args = worker_args
+        # Extra environment of every process: EDGESWARM_* settings such as short protocol timers.
+        self.env = dict(env or {})
+        self.fleet = fleet or f"local-{uuid.uuid4().hex[:8]}"
+        self.threads = threads
+        self.worker_count = workers
+        self.coordinator_address = f"{LOOPBACK}:{free_port()}"
+        self.coordinator: subprocess.Popen[bytes] | None = None
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.worker_addresses: dict[str, str] = {}
+
+    def __enter__(self) -> LocalFleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        with log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "edgeswarm", *args], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.start_coordinator()
+        for i in range(self.worker_count):
+            self.start_worker(f"worker{i + 1}")
+
+    def start_coordinator(self) -> None:
+        self.coordinator = self._spawn(
+            "coordinator",
+            "coordinator",
+            "--listen", self.coordinator_address,
+            "--interface", LOOPBACK,
+            "--fleet", self.fleet,
+            *self.coordinator_args,
+        )  # fmt: skip
+
+    def kill_coordinator(self) -> None:
+        if self.coordinator is not None:
+            self.coordinator.kill()
+            self.coordinator.wait(timeout=10)
+            self.coordinator = None
+
+    def start_worker(self, name: str) -> None:
+        address = self.worker_addresses.get(name) or f"{LOOPBACK}:{free_port()}"
+        self.worker_addresses[name] = address
+        self.workers[name] = self._spawn(
+            name,
+            "worker",
+            "--listen", address,
+            "--interface", LOOPBACK,
+            "--fleet", self.fleet,
+            "--name", name,
+            "--cache-dir", str(self.workdir / name),
+            "--threads", str(self.threads),
+            *self.worker_args,
+        )  # fmt: skip
+
+    def status(self) -> StatusReport:
+        return status_of(self.coordinator_address)
+
+    def up_workers(self) -> set[str]:
+        return up_workers_of(self.coordinator_address)
+
+    def wait_ready(self, workers: int | None = None, timeout: float = 60.0) -> None:
+        want = self.worker_count if workers is None else workers
+        self._check_alive()
+        wait_until(
+            lambda: self._check_alive() and len(self.up_workers()) >= want, timeout, f"{want} workers up"
+        )
+
+    def _check_alive(self) -> bool:
+        if self.coordinator is not None and self.coordinator.poll() is not None:
+            raise RuntimeError(
+                f"coordinator exited with {self.coordinator.returncode}: {self.log('coordinator')[-4000:]}"
+            )
+        return True
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def signal_worker(self, name: str, sig: int) -> None:
+        self.workers[name].send_signal(sig)
+
+    def kill_worker(self, name: str) -> None:
+        process = self.workers.pop(name)
+        process.kill()
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        processes = [*self.workers.values(), *([self.coordinator] if self.coordinator else [])]
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a frozen process must run to hear SIGTERM
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        self.workers.clear()
+        self.coordinator = None
