@@ -1,0 +1,75 @@
+"""The chaos run: steady load through a fleet in network namespaces while each fault is injected in turn.
+
+    sudo python bench/chaos.py [--model builtin|small] [--lanes 2] [--hold 3] [--json FILE]
+
+Mosquitto, the coordinator and two workers each run in a network namespace of their own on one
+bridge (tests/fleet/netns.py); the model is deployed as two replicas; default protocol timers. For
+every scenario of tests/fleet/chaos.py it prints requests sent, succeeded and failed, p50/p99 latency
+before/during/after the fault, the slowest request, the time until the coordinator marked the worker
+down, and the time from the fault until a one-second window carried 80% of the throughput before it.
+Needs root, iproute2 and mosquitto (scripts/system-deps.sh installs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgeswarm.coordinator import zoo
+from edgeswarm.loadgen import Load
+from tests.conftest import reference
+from tests.fleet import chaos
+from tests.fleet.netns import Network, unavailable
+from tests.fleet.swarm import NetFleet
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", choices=["builtin", "small"], default="builtin")
+    parser.add_argument("--lanes", type=int, default=2, help="requests in flight")
+    parser.add_argument("--hold", type=float, default=3.0, help="seconds each fault lasts")
+    parser.add_argument("--json", type=Path, help="also write the outcomes here")
+    args = parser.parse_args()
+    if (reason := unavailable()) is not None:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    model = (
+        zoo.builtin_model()
+        if args.model == "builtin"
+        else zoo.transformer_encoder(layers=3, d_model=32, heads=4, d_ff=64, seq=16)
+    )
+    with tempfile.TemporaryDirectory() as tmp, Network() as network:
+        path = Path(tmp) / "model.onnx"
+        onnx.save(model, str(path))
+        fleet = NetFleet(network, Path(tmp) / "fleet", workers=2)
+        fleet.start()
+        fleet.wait_ready()
+        chaos.deploy_replicas(fleet, str(path), "model")
+        inputs = zoo.sample_inputs(model, batch=1)
+        outcomes = []
+        want = reference(path, inputs)
+        with Load(fleet.coordinator_address, "model", inputs, want, args.lanes, 30.0) as load:
+            for scenario in chaos.SCENARIOS:
+                outcome = chaos.run(fleet, load, scenario, "worker1", hold=args.hold)
+                print(f"{scenario.name}: {outcome.succeeded}/{outcome.sent} succeeded", file=sys.stderr)
+                outcomes.append(outcome)
+    size = len(model.SerializeToString()) / 1e6
+    print(f"model: {args.model} ({size:.1f} MB), 2 replicas, {args.lanes} requests in flight")
+    print(chaos.table(outcomes))
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=2))
+    return 0 if all(o.failed == 0 for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
