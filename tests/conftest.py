@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from edgeswarm.coordinator import zoo
+from edgeswarm.localfleet import LocalFleet, free_port
+from edgeswarm.worker.runtime import session_options
+
+# Small enough for tests, big enough that each has several layers to cut between.
+MODELS = {
+    "mlp": lambda: zoo.mlp(layers=6, width=64, in_features=32, out_features=8),
+    "transformer": lambda: zoo.transformer_encoder(layers=3, d_model=32, heads=4, d_ff=64, seq=16),
+    "cnn": lambda: zoo.cnn(blocks=3, channels=8, image=16),
+    "dtypes": zoo.dtypes,
+    "decoder": lambda: zoo.decoder(layers=3, d_model=32, heads=4, d_ff=64, seq=3),
+    "with_if": zoo.with_if,
+}
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    paths = {}
+    for name, build in MODELS.items():
+        paths[name] = folder / f"{name}.onnx"
+        onnx.save(build(), str(paths[name]))
+    return paths
+
+
+def reference(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One ONNX Runtime session on the whole model, with the workers' session options."""
+    session = ort.InferenceSession(str(path), session_options(1, "basic"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, inputs), strict=True))
+
+
+def inputs_for(path: Path, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    return zoo.sample_inputs(onnx.load(str(path)), batch=batch, seed=seed)
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+    """Starts LocalFleets that are stopped, and their logs shown, when the test ends."""
+    fleets: list[LocalFleet] = []
+
+    def make(workers: int = 3, **kwargs: object) -> LocalFleet:
+        fleet = LocalFleet(tmp_path / f"fleet{len(fleets)}", workers=workers, **kwargs)  # type: ignore[arg-type]
+        fleets.append(fleet)
+        fleet.start()
+        fleet.wait_ready(timeout=60)
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    """Three workers and a coordinator that refuses messages over 4 MiB, shared by a module's tests."""
+    workdir = tmp_path_factory.mktemp("fleet")
+    metrics = f"127.0.0.1:{free_port()}"
+    limit = ("--max-message-bytes", str(4 * 1024 * 1024))
+    fleet = LocalFleet(workdir, workers=3, coordinator_args=(*limit, "--metrics", metrics))
+    fleet.metrics_address = metrics  # type: ignore[attr-defined]
+    fleet.start()
+    try:
+        fleet.wait_ready(timeout=60)
+        yield fleet
+    finally:
+        fleet.stop()
+        if os.environ.get("EDGESWARM_KEEP_LOGS") is None:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,38 @@
+"""`edgeswarm bench --quick` as a smoke test: the figures, the JSON and the chart are produced. It never
+checks that a figure meets a target: timed assertions do not belong in tests on shared machines."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
+    out, chart = tmp_path / "bench.json", tmp_path / "bench.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeswarm", "bench", "--quick", "--json", str(out), "--chart", str(chart)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    figures = [
+        *(f["vs_ort"] for row in results["latency"] for f in row["layouts"].values()),
+        *(r["vs_raw"] for r in results["per_hop"]),
+        *(r["vs_bound"] for r in results["throughput"]),
+        results["coordinator"]["via_coordinator"]["rps"],
+        results["coordinator"]["direct"]["rps"],
+        results["data_path"]["coordinator_bytes_per_request"],
+    ]
+    assert len(figures) == 3 + 3 + 3 + 2 + 1
+    assert all(math.isfinite(f) and f > 0 for f in figures)
+    assert chart.stat().st_size > 10_000 and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| tiny model |" in done.stdout

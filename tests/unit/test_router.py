@@ -1,0 +1,142 @@
+"""The router against a fake transport: failover, bans, deadlines."""
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from edgeswarm._proto.edgeswarm.v1 import tensor_pb2, worker_pb2
+from edgeswarm.coordinator.fleet import BanList
+from edgeswarm.coordinator.router import Router
+from edgeswarm.errors import DeadlineExceeded, InvalidRequest, StageUnavailable
+from tests.unit.test_routing import plan_of
+
+
+class Fleet:
+    def __init__(self, live: str) -> None:
+        self._live = frozenset(live)
+        self.in_flight: Counter[str] = Counter()
+        self.now = 0.0
+        self.bans = BanList(0.5, 30.0)
+
+    def live(self) -> frozenset[str]:
+        return self._live
+
+    def banned(self, worker_id: str) -> bool:
+        return self.bans.banned(worker_id, self.now)
+
+    def ban(self, worker_id: str) -> float:
+        return self.bans.ban(worker_id, self.now)
+
+    def address(self, worker_id: str) -> str:
+        return f"{worker_id}:1"
+
+    def forgive(self, worker_id: str) -> None:
+        self.bans.forgive(worker_id)
+
+
+class Transport:
+    def __init__(self, failures: dict[str, Exception]) -> None:
+        self.failures = failures
+        self.calls: list[tuple[str, list[str]]] = []
+
+    async def run(
+        self, worker_id: str, request: worker_pb2.StageRequest, timeout: float
+    ) -> worker_pb2.StageResponse:
+        self.calls.append((worker_id, [hop.worker_ids[0] for hop in request.route]))
+        if worker_id in self.failures:
+            raise self.failures[worker_id]
+        return worker_pb2.StageResponse(tensors=[tensor_pb2.Tensor(name="y", datatype="FP32")])
+
+
+TENSORS = [tensor_pb2.Tensor(name="x", datatype="FP32")]
+
+
+async def test_a_dead_replica_is_banned_and_the_request_retried_elsewhere() -> None:
+    fleet = Fleet("ab")
+    transport = Transport({"a": StageUnavailable("connection refused")})
+    router = Router(fleet, transport, clock=lambda: fleet.now)
+    out = await router.infer(plan_of(("a", "b")), TENSORS, ["y"], "r1", timeout=5)
+    assert [t.name for t in out] == ["y"]
+    assert [c[0] for c in transport.calls] == ["a", "b"]
+    assert fleet.banned("a") and not fleet.banned("b")
+    assert sum(fleet.in_flight.values()) == 0
+
+
+async def test_a_failure_further_down_bans_the_worker_it_names() -> None:
+    fleet = Fleet("abcd")
+
+    class DeadC(Transport):
+        async def run(
+            self, worker_id: str, request: worker_pb2.StageRequest, timeout: float
+        ) -> worker_pb2.StageResponse:
+            self.calls.append((worker_id, [hop.worker_ids[0] for hop in request.route]))
+            if request.route[1].worker_ids[0] == "c":
+                raise StageUnavailable("stage 2 gone", failed=("c",))
+            return worker_pb2.StageResponse()
+
+    transport = DeadC({})
+    router = Router(fleet, transport, clock=lambda: fleet.now)
+    await router.infer(plan_of(("a",), ("c", "d")), TENSORS, ["y"], "r1", timeout=5)
+    assert fleet.banned("c") and not fleet.banned("a")
+    assert transport.calls[-1] == ("a", ["a", "d"])
+
+
+async def test_the_last_hop_returns_the_outputs_asked_for() -> None:
+    fleet = Fleet("ab")
+    seen: list[worker_pb2.StageRequest] = []
+
+    class Recording(Transport):
+        async def run(
+            self, worker_id: str, request: worker_pb2.StageRequest, timeout: float
+        ) -> worker_pb2.StageResponse:
+            seen.append(request)
+            return await super().run(worker_id, request, timeout)
+
+    await Router(fleet, Recording({})).infer(plan_of(("a",), ("b",)), TENSORS, ["z"], "r1", timeout=5)
+    assert [list(h.carry) for h in seen[0].route] == [["y"], ["z"]]
+    assert list(seen[0].route[1].addresses) == ["b:1"]
+
+
+async def test_fatal_errors_are_not_retried() -> None:
+    fleet = Fleet("ab")
+    transport = Transport({"a": InvalidRequest("bad shape"), "b": InvalidRequest("bad shape")})
+    with pytest.raises(InvalidRequest):
+        await Router(fleet, transport).infer(plan_of(("a", "b")), TENSORS, ["y"], "r1", timeout=5)
+    assert len(transport.calls) == 1
+
+
+async def test_no_route_left_names_the_stage() -> None:
+    fleet = Fleet("ab")
+    transport = Transport({w: StageUnavailable("refused") for w in "ab"})
+    with pytest.raises(StageUnavailable, match="stage 1 of 1 has no live worker"):
+        await Router(fleet, transport, clock=lambda: fleet.now).infer(
+            plan_of(("a", "b")), TENSORS, ["y"], "r1", timeout=5
+        )
+
+
+async def test_attempts_are_bounded_even_when_the_clock_stands_still() -> None:
+    fleet = Fleet("ab")
+    fleet.ban = lambda w: 0.0  # type: ignore[method-assign]
+    transport = Transport({w: StageUnavailable("refused") for w in "ab"})
+    with pytest.raises(StageUnavailable, match="refused"):
+        await Router(fleet, transport, clock=lambda: 0.0).infer(plan_of(("a", "b")), TENSORS, ["y"], "r1", 5)
+    assert len(transport.calls) == Router.MAX_ATTEMPTS
+
+
+async def test_deadline_ends_the_retries() -> None:
+    fleet = Fleet("a")
+    clock = iter([0.0, 0.0, 10.0, 10.0])
+
+    class Slow(Transport):
+        async def run(
+            self, worker_id: str, request: worker_pb2.StageRequest, timeout: float
+        ) -> worker_pb2.StageResponse:
+            await asyncio.sleep(0)
+            raise StageUnavailable("refused")
+
+    fleet.ban = lambda w: 0.0  # type: ignore[method-assign]
+    with pytest.raises(DeadlineExceeded, match="after 1 attempt"):
+        await Router(fleet, Slow({}), clock=lambda: next(clock)).infer(
+            plan_of(("a",)), TENSORS, ["y"], "r1", timeout=5
+        )

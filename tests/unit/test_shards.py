@@ -1,0 +1,109 @@
+"""A model stored with external data, split into stage files, chains back to the whole model's outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx.external_data_helper import uses_external_data
+
+from edgeswarm.coordinator import zoo
+from edgeswarm.coordinator.costs import tensor_nbytes
+from edgeswarm.coordinator.inspection import inspect_model
+from edgeswarm.coordinator.partition import natural_cuts
+from edgeswarm.coordinator.shards import INLINE_BYTES, split_to_files
+from tests.unit.test_partition import OPTIONS, run_whole
+
+
+def save_external(model: onnx.ModelProto, path: Path) -> None:
+    """Saves every weight of `model` into one data file beside `path`; `model` itself is left as it is."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    onnx.save_model(
+        copy, str(path), save_as_external_data=True, location=f"{path.stem}.data", size_threshold=0
+    )
+
+
+def run_stage_files(model_path: Path, cuts: list[int], out: Path, inputs: dict[str, np.ndarray]) -> dict:
+    env = dict(inputs)
+    for stage in split_to_files(model_path, cuts, out):
+        session = ort.InferenceSession(str(stage.model), OPTIONS)
+        outputs = session.run(list(stage.part.outputs), {n: env[n] for n in stage.part.inputs})
+        env.update(zip(stage.part.outputs, outputs, strict=True))
+        env = {name: env[name] for name in stage.part.carry}
+    return env
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: zoo.mlp(layers=4, width=32, in_features=16, out_features=4),
+        lambda: zoo.transformer_encoder(layers=3, d_model=32, heads=4, d_ff=64, seq=8),
+        zoo.tied,
+    ],
+    ids=["mlp", "transformer", "tied"],
+)
+def test_stage_files_of_an_external_data_model_are_bit_exact(build, tmp_path: Path) -> None:
+    model = build()
+    source = tmp_path / "model.onnx"
+    save_external(model, source)
+    inputs = zoo.sample_inputs(model, batch=2)
+    want = run_whole(model, inputs)
+    rng = np.random.default_rng(0)
+    n = len(model.graph.node)
+    plans = [[c] for c in natural_cuts(model)]
+    plans += [sorted(rng.choice(np.arange(1, n), size=k - 1, replace=False).tolist()) for k in range(2, 7)]
+    for i, cuts in enumerate(plans):
+        got = run_stage_files(source, cuts, tmp_path / f"plan{i}", inputs)
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"cuts {cuts}")
+
+
+def test_each_stage_file_holds_only_its_own_weights(tmp_path: Path) -> None:
+    model = zoo.tied(width=64)
+    source = tmp_path / "model.onnx"
+    save_external(model, source)
+    cut = len(model.graph.node) // 2
+    stages = split_to_files(source, [cut], tmp_path / "out")
+    sizes = {i.name: i for i in model.graph.initializer}
+    for stage in stages:
+        proto = onnx.load(str(stage.model), load_external_data=False)
+        names = {i.name for i in proto.graph.initializer}
+        external = [i.name for i in proto.graph.initializer if uses_external_data(i)]
+        assert external
+        assert all(tensor_nbytes(sizes[n]) > INLINE_BYTES for n in external)
+        expected = sum(len(onnx.numpy_helper.to_array(sizes[n]).tobytes()) for n in external)
+        assert stage.data.stat().st_size == expected
+        assert stage.part.parameter_bytes == sum(tensor_nbytes(sizes[n]) for n in names)
+    # The tied weight is read on both sides of the cut, so each stage file has its own copy.
+    first, second = (
+        {i.name for i in onnx.load(str(s.model), load_external_data=False).graph.initializer} for s in stages
+    )
+    assert first & second
+
+
+def test_a_missing_data_file_is_named(tmp_path: Path) -> None:
+    model = zoo.mlp(layers=2, width=8, in_features=4, out_features=2)
+    source = tmp_path / "model.onnx"
+    save_external(model, source)
+    (tmp_path / "model.data").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.data"):
+        split_to_files(source, [2], tmp_path / "out")
+
+
+def test_inspect_reads_an_external_data_model_without_its_weights(tmp_path: Path) -> None:
+    model = zoo.transformer_encoder(layers=2, d_model=32, heads=4, d_ff=64, seq=8)
+    source = tmp_path / "model.onnx"
+    save_external(model, source)
+    run = subprocess.run(
+        [sys.executable, "-m", "edgeswarm", "inspect", "--json", str(source)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == inspect_model(model)
