@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import fcntl
 import functools
 import ipaddress
@@ -24,29 +23,23 @@ import shlex
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
 from edgeswarm.localfleet import wait_until
+from tests.fleet.cgroups import CGROUP_PREFIX, CpuCgroups, cgroups_of, cpu_cgroups, read_pids, remove_cgroup
+from tests.fleet.kernel import KILL_TIMEOUT, FleetError, kill_all, send_signal, write
 
 logger = logging.getLogger(__name__)
 
 RUN_DIR = Path("/run/edgeswarm-fleet") if Path("/run").is_dir() else Path("/tmp/edgeswarm-fleet")
-CGROUP_PREFIX = "edgeswarm-"
-CPU_PERIOD_US = 100_000
 HOST_INTERFACE = "eth0"
 MULTICAST = "224.0.0.0/4"
 HOST_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 NET_ID = re.compile(r"[0-9a-f]{4}")
-KILL_TIMEOUT = 5.0
 
 Process = subprocess.Popen[bytes]
-
-
-class FleetError(RuntimeError):
-    """The harness could not set up, change or tear down part of a network."""
 
 
 class CommandError(FleetError):
@@ -100,128 +93,6 @@ def namespace_pids(ns: str) -> set[int]:
 def link_exists(name: str) -> bool:
     """Whether the root namespace has an interface called `name`."""
     return bool(run("ip", "-o", "link", "show", "dev", name, check=False).strip())
-
-
-def send_signal(pids: Iterable[int], sig: signal.Signals) -> None:
-    """Sends `sig` to each pid, skipping those already gone."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def kill_all(pids: set[int]) -> None:
-    """SIGCONT, so that stopped processes can die, then SIGKILL."""
-    send_signal(pids, signal.SIGCONT)
-    send_signal(pids, signal.SIGKILL)
-
-
-def read_pids(path: Path) -> set[int]:
-    """The pids listed in a cgroup's `cgroup.procs`; empty when the cgroup is gone."""
-    try:
-        return {int(pid) for pid in path.read_text().split()}
-    except FileNotFoundError:
-        return set()
-
-
-def write(path: Path, value: object) -> None:
-    """Writes one value to a cgroup file; FleetError naming the file when the kernel refuses it."""
-    logger.debug("write %s > %s", value, path)
-    try:
-        path.write_text(f"{value}\n")
-    except OSError as e:
-        raise FleetError(f"cannot write {value!r} to {path}: {e}") from e
-
-
-def cgroup_mounts() -> list[tuple[int, Path]]:
-    """(version, mount point) of every cgroup v1 hierarchy holding the cpu controller, then of cgroup2."""
-    v1: list[tuple[int, Path]] = []
-    v2: list[tuple[int, Path]] = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mount, _, fs = line.partition(" - ")
-        fstype, _source, options = [*fs.split(), "", "", ""][:3]
-        point = Path(mount.split()[4])
-        if fstype == "cgroup" and "cpu" in options.split(","):
-            v1.append((1, point))
-        elif fstype == "cgroup2":
-            v2.append((2, point))
-    return v1 + v2
-
-
-@dataclass(frozen=True)
-class CpuCgroups:
-    """A cgroup hierarchy that can cap CPU: cgroup v1's cpu controller (CFS quota) or cgroup v2 (cpu.max)."""
-
-    version: int
-    root: Path
-
-    def create(self, name: str) -> Path:
-        """A child cgroup of the hierarchy's root, with no limit yet."""
-        if self.version == 2:
-            self._enable_cpu()
-        group = self.root / name
-        logger.debug("mkdir %s", group)
-        group.mkdir(exist_ok=True)
-        return group
-
-    def limit(self, group: Path, share: float | None) -> None:
-        """Caps `group` at `share` CPUs (quota = share x period), or lifts the cap when `share` is None."""
-        quota = None if share is None else max(1000, round(share * CPU_PERIOD_US))
-        if self.version == 1:
-            write(group / "cpu.cfs_period_us", CPU_PERIOD_US)
-            write(group / "cpu.cfs_quota_us", -1 if quota is None else quota)
-        else:
-            write(group / "cpu.max", f"{'max' if quota is None else quota} {CPU_PERIOD_US}")
-
-    def _enable_cpu(self) -> None:
-        control = self.root / "cgroup.subtree_control"
-        if "cpu" not in control.read_text().split():
-            write(control, "+cpu")
-
-
-def unusable(version: int, mount: Path) -> str | None:
-    """Why the hierarchy at `mount` cannot cap CPU, or None."""
-    if not os.access(mount, os.W_OK):
-        return f"cgroup v{version} at {mount} is not writable"
-    if version == 1 and not (mount / "cpu.cfs_quota_us").exists():
-        return f"cgroup v1 at {mount} has no cpu.cfs_quota_us (kernel without CFS bandwidth control)"
-    if version == 2 and "cpu" not in (mount / "cgroup.controllers").read_text().split():
-        return f"cgroup v2 at {mount} does not offer the cpu controller"
-    return None
-
-
-def cpu_cgroups() -> CpuCgroups:
-    """The hierarchy to throttle CPU with: v1's cpu controller, else v2; FleetError saying why neither."""
-    reasons = []
-    for version, mount in cgroup_mounts():
-        reason = unusable(version, mount)
-        if reason is None:
-            return CpuCgroups(version, mount)
-        reasons.append(reason)
-    raise FleetError("no usable cgroup cpu controller: " + ("; ".join(reasons) or "no cgroup mount found"))
-
-
-def cgroups_of(net_id: str) -> list[Path]:
-    """The cgroups that network `net_id` created, in any cgroup hierarchy."""
-    return [group for _, mount in cgroup_mounts() for group in mount.glob(f"{CGROUP_PREFIX}{net_id}-*")]
-
-
-def remove_cgroup(group: Path) -> None:
-    """Kills what is left in `group`, then removes it once the kernel sees it empty."""
-
-    def removed() -> bool:
-        kill_all(read_pids(group / "cgroup.procs"))
-        try:
-            group.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            if e.errno != errno.EBUSY:
-                raise FleetError(f"cannot remove cgroup {group}: {e}") from e
-            return False
-        return True
-
-    logger.debug("rmdir %s", group)
-    wait_until(removed, KILL_TIMEOUT, f"cgroup {group} to empty")
 
 
 def purge(net_id: str) -> None:

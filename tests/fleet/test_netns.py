@@ -13,18 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.fleet.cgroups import cgroups_of, cpu_cgroups, read_pids
 from tests.fleet.conftest import require_netns, skip_or_fail
+from tests.fleet.kernel import FleetError
 from tests.fleet.netns import (
     NET_ID,
     RUN_DIR,
-    FleetError,
     Host,
     Network,
-    cgroups_of,
-    cpu_cgroups,
     link_exists,
     namespaces_of,
-    read_pids,
     run,
     sweep,
     wait_until,
@@ -283,7 +281,8 @@ def test_sweep_removes_what_a_killed_run_left(tmp_path: Path) -> None:
     script = """
 import contextlib, sys, time
 from pathlib import Path
-from tests.fleet.netns import FleetError, Network
+from tests.fleet.kernel import FleetError
+from tests.fleet.netns import Network
 net = Network().__enter__()
 host = net.add_host("a")
 host.popen([sys.executable, "-c", "import time; time.sleep(60)"], Path(sys.argv[1]))
