@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgeswarm.client import Client, StageUnavailable
+from edgeswarm.loadgen import Load
 from edgeswarm.localfleet import wait_until
 from tests.conftest import inputs_for, reference
 
@@ -20,7 +21,7 @@ def test_kill_9_during_a_request_stream(make_fleet, model_files: dict[str, Path]
     fleet = make_fleet(workers=2 if layout == "replicas" else 4)
     path = model_files["transformer"]
     inputs = inputs_for(path, batch=1)
-    want = reference(path, inputs)["hidden"]
+    want = reference(path, inputs)
     with Client(fleet.coordinator_address) as client:
         if layout == "replicas":
             info = client.deploy(path, "enc", mode="replicas", replicas=2, timeout=60)
@@ -29,32 +30,12 @@ def test_kill_9_during_a_request_stream(make_fleet, model_files: dict[str, Path]
     ids = {w["id"]: w["name"] for w in fleet.status().workers}
     victim = ids[info.stages[-1]["workers"][0]]
 
-    done: list[bool] = []
-    errors: list[BaseException] = []
-    killed = threading.Event()
-
-    def stream() -> None:
-        with Client(fleet.coordinator_address) as c:
-            for i in range(300):
-                try:
-                    got = c.infer("enc", inputs, timeout=10)
-                    np.testing.assert_array_equal(got["hidden"], want)
-                    done.append(True)
-                except BaseException as exc:  # every failure is counted, none may happen
-                    errors.append(exc)
-                if i == 40:
-                    killed.set()
-                if killed.is_set() and len(done) > 200:
-                    return
-
-    thread = threading.Thread(target=stream)
-    thread.start()
-    assert killed.wait(timeout=60)
-    fleet.kill_worker(victim)
-    thread.join(timeout=120)
-    assert not thread.is_alive()
-    assert errors == []
-    assert len(done) > 200
+    with Load(fleet.coordinator_address, "enc", inputs, want, lanes=1, timeout=10) as load:
+        wait_until(lambda: load.succeeded() >= 40, 60, "requests flowing")
+        killed_at = time.monotonic()
+        fleet.kill_worker(victim)
+        wait_until(lambda: load.succeeded(killed_at) >= 160, 120, "requests after the kill")
+    assert load.failures() == []
     wait_until(lambda: victim not in fleet.up_workers(), 5, f"{victim} marked down")
 
 
@@ -87,27 +68,11 @@ def test_redeploying_a_model_under_load_fails_no_request(make_fleet, model_files
     fleet = make_fleet(workers=3)
     path = model_files["transformer"]
     inputs = inputs_for(path, batch=1)
-    want = reference(path, inputs)["hidden"]
-    errors: list[BaseException] = []
-    done: list[int] = []
-    stop = threading.Event()
-
-    def stream() -> None:
-        with Client(fleet.coordinator_address) as c:
-            while not stop.is_set():
-                try:
-                    np.testing.assert_array_equal(c.infer("enc", inputs, timeout=10)["hidden"], want)
-                    done.append(1)
-                except BaseException as exc:  # every failure is counted, none may happen
-                    errors.append(exc)
-
+    want = reference(path, inputs)
     with Client(fleet.coordinator_address) as client:
         client.deploy(path, "enc", mode="replicas", replicas=2, timeout=60)
-        lanes = [threading.Thread(target=stream) for _ in range(3)]
-        for lane in lanes:
-            lane.start()
-        try:
-            wait_until(lambda: len(done) > 20, 30, "requests flowing")
+        with Load(fleet.coordinator_address, "enc", inputs, want, lanes=3, timeout=10) as load:
+            wait_until(lambda: load.succeeded() > 20, 30, "requests flowing")
             layouts = [
                 {"mode": "pipeline", "stages": 3},
                 {"mode": "replicas", "replicas": 3},
@@ -116,10 +81,6 @@ def test_redeploying_a_model_under_load_fails_no_request(make_fleet, model_files
             for version, layout in enumerate(layouts, start=2):
                 info = client.deploy(path, "enc", timeout=60, **layout)  # type: ignore[arg-type]
                 assert info.version == str(version)
-                count = len(done)
-                wait_until(lambda: len(done) > count + 10, 30, "requests on the new plan")  # noqa: B023
-        finally:
-            stop.set()
-            for lane in lanes:
-                lane.join(timeout=30)
-    assert errors == []
+                deployed_at = time.monotonic()
+                wait_until(lambda: load.succeeded(deployed_at) > 10, 30, "requests on the new plan")  # noqa: B023
+    assert load.failures() == []
