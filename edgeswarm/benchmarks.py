@@ -43,6 +43,7 @@ MODELS = {
 }
 HOP_BYTES = (8 * 1024, 400 * 1024, 4 * 1024 * 1024)
 HOP_STAGES = 3
+WARM_UP_S = 1.0  # closed loops run this long (at most a quarter of their time) before counting
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -113,7 +114,7 @@ async def _closed_loop(
 ) -> tuple[float, list[float]]:
     """Requests/s and latencies (ms) of `concurrency` lanes calling back to back for `seconds`."""
     latencies: list[float] = []
-    stop = time.perf_counter() + seconds
+    stop = time.perf_counter() + min(WARM_UP_S, seconds / 4)
 
     async def lane() -> None:
         while time.perf_counter() < stop:
@@ -121,7 +122,7 @@ async def _closed_loop(
             await call()
             latencies.append((time.perf_counter() - start) * 1000)
 
-    await asyncio.gather(*(lane() for _ in range(3)))  # warm-up lanes, not counted
+    await asyncio.gather(*(lane() for _ in range(concurrency)))  # warm-up, not counted
     latencies.clear()
     stop = time.perf_counter() + seconds
     begin = time.perf_counter()
