@@ -81,6 +81,10 @@ class CoordinatorSettings(_Settings):
     # within probe_timeout marks the worker lost (a frozen process or a cut link sends no error).
     probe_interval: float = 0.5
     probe_timeout: float = 1.0
+    # Routing prefers the workers of a stage that answered fastest lately (a slowed link shows at
+    # once); a worker left alone for being slow is tried again as its estimate decays with this
+    # time constant, in seconds.
+    latency_decay: float = 2.0
     # A worker down this long has its work re-planned onto the others.
     replan_grace: float = 10.0
     # How often deployed models are checked against the live fleet (re-plan, or use a worker back).

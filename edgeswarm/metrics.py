@@ -18,6 +18,11 @@ RPC_SECONDS = Histogram(
 ROUTE_FAILURES = Counter(
     "edgeswarm_route_failures_total", "Routes that failed and were retried on another, by model", ["model"]
 )
+ROUTED = Counter(
+    "edgeswarm_routed_requests_total",
+    "Attempts the coordinator routed, by model and the worker of the route's first hop",
+    ["model", "worker"],
+)
 WORKERS = Gauge("edgeswarm_workers", "Workers the coordinator knows, by state", ["state"])
 STAGE_SECONDS = Histogram(
     "edgeswarm_stage_seconds",

@@ -13,9 +13,10 @@ from typing import Protocol
 import grpc
 
 from edgeswarm._proto.edgeswarm.v1 import tensor_pb2, worker_pb2
+from edgeswarm.coordinator.latency import PeakEwma
 from edgeswarm.coordinator.routing import RouteHop, choose_route
 from edgeswarm.errors import DeadlineExceeded, StageUnavailable, from_rpc_error
-from edgeswarm.metrics import ROUTE_FAILURES
+from edgeswarm.metrics import ROUTE_FAILURES, ROUTED
 from edgeswarm.types import Plan
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,17 @@ class Router:
     MAX_ATTEMPTS = 16
 
     def __init__(
-        self, fleet: FleetState, transport: Transport, clock: Callable[[], float] = time.monotonic
+        self,
+        fleet: FleetState,
+        transport: Transport,
+        clock: Callable[[], float] = time.monotonic,
+        latency_decay: float = 2.0,
     ) -> None:
         self.fleet = fleet
         self.transport = transport
         self.clock = clock
+        # Seconds per request of each worker, by model, from the routes that finished.
+        self.latency = PeakEwma(latency_decay)
         self._turns = itertools.count()
         self._attempts: dict[asyncio.Future[worker_pb2.StageResponse], tuple[str, ...]] = {}
         self._abandoned: dict[asyncio.Future[worker_pb2.StageResponse], str] = {}
@@ -65,7 +72,8 @@ class Router:
         attempts = 0
         last: StageUnavailable | None = None
         while True:
-            remaining = deadline - self.clock()
+            now = self.clock()
+            remaining = deadline - now
             if remaining <= 0:
                 cause = f"; last failure: {last.message}" if last else ""
                 raise DeadlineExceeded(
@@ -73,7 +81,12 @@ class Router:
                     f"after {attempts} attempt(s){cause}"
                 )
             route = choose_route(
-                plan, self.fleet.live(), self.fleet.banned, self.fleet.in_flight, next(self._turns)
+                plan,
+                self.fleet.live(),
+                self.fleet.banned,
+                self.fleet.in_flight,
+                next(self._turns),
+                lambda worker: self.latency.estimate(plan.model, worker, now),  # noqa: B023
             )
             request = worker_pb2.StageRequest(
                 request_id=request_id,
@@ -82,6 +95,7 @@ class Router:
                 route=self._hops(route, outputs, plan),
             )
             primaries = [hop.workers[0] for hop in route]
+            ROUTED.labels(plan.model, primaries[0]).inc()
             self.fleet.in_flight.update(primaries)
             try:
                 response = await self._attempt(primaries, request, remaining)
@@ -104,8 +118,10 @@ class Router:
                 continue
             finally:
                 self.fleet.in_flight.subtract(primaries)
+            finished = self.clock()
             for worker in primaries:
                 self.fleet.forgive(worker)
+                self.latency.observe(plan.model, worker, finished - now, finished)
             return list(response.tensors)
 
     async def _attempt(
@@ -127,7 +143,9 @@ class Router:
 
     def abandon(self, worker_id: str) -> None:
         """`worker_id` is lost (killed, frozen, cut off): give up the attempts routed through it now
-        instead of at their deadline, so they are retried on another route."""
+        instead of at their deadline, so they are retried on another route. What was known of its
+        speed is dropped: if it comes back, it starts afresh."""
+        self.latency.forget(worker_id)
         for attempt, workers in self._attempts.items():
             if worker_id in workers and not attempt.done():
                 self._abandoned[attempt] = worker_id

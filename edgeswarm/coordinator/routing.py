@@ -1,10 +1,12 @@
-"""Choosing a route through a plan: one live, unbanned worker per stage, least loaded first. Pure."""
+"""Choosing a route through a plan: one live, unbanned worker per stage, least loaded first, where a
+worker at least twice as slow as the fastest of its stage counts its load that many times. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from edgeswarm.coordinator.latency import slowness
 from edgeswarm.errors import StageUnavailable
 from edgeswarm.types import Plan, StageSpec
 
@@ -23,21 +25,24 @@ def choose_route(
     banned: Callable[[str], bool],
     in_flight: Mapping[str, int],
     turn: int = 0,
+    latency: Callable[[str], float] = lambda worker: 0.0,
 ) -> tuple[RouteHop, ...]:
     """A route for one request, or StageUnavailable naming the first stage with no usable worker.
 
-    Of the plan's groups with a usable route, the one whose first hop is least loaded is taken;
-    `turn` rotates ties between equally loaded workers and groups, so idle ones take turns.
+    A worker's load is its requests in flight plus this one, times its `slowness` among the stage's
+    usable workers (`latency`: its recent seconds per request, 0.0 when unknown). Of the plan's
+    groups with a usable route, the one whose first hop is least loaded is taken; `turn` rotates
+    ties between equally loaded workers and groups, so idle ones take turns.
     """
     routes, failures = [], []
     groups = plan.groups()
     for g, stages in enumerate(groups):
         try:
-            route = _route(plan, stages, live, banned, in_flight, turn)
+            load, route = _route(plan, stages, live, banned, in_flight, turn, latency)
         except StageUnavailable as exc:
             failures.append(exc.message)
             continue
-        routes.append(((in_flight.get(route[0].workers[0], 0), (g - turn) % len(groups)), route))
+        routes.append(((load, (g - turn) % len(groups)), route))
     if not routes:
         raise StageUnavailable("; ".join(failures))
     return min(routes, key=lambda item: item[0])[1]
@@ -50,16 +55,23 @@ def _route(
     banned: Callable[[str], bool],
     in_flight: Mapping[str, int],
     turn: int,
-) -> tuple[RouteHop, ...]:
-    hops = []
+    latency: Callable[[str], float],
+) -> tuple[int, tuple[RouteHop, ...]]:
+    """The route through `stages` and the load of its first worker."""
+    hops: list[RouteHop] = []
+    first_load = 0
     for stage in stages:
         usable = [w for w in stage.workers if w in live and not banned(w)]
         if not usable:
             raise StageUnavailable(_nobody(plan, stage, len(stages), live, banned))
+        weight = slowness({w: latency(w) for w in usable})
+        load = {w: weight[w] * (in_flight.get(w, 0) + 1) for w in usable}
         count = len(usable)
-        order = sorted(range(count), key=lambda i: (in_flight.get(usable[i], 0), (i - turn) % count))
+        order = sorted(range(count), key=lambda i: (load[usable[i]], (i - turn) % count))
+        if not hops:
+            first_load = load[usable[order[0]]]
         hops.append(RouteHop(stage.sha256, stage.carry, tuple(usable[i] for i in order)))
-    return tuple(hops)
+    return first_load, tuple(hops)
 
 
 def stages_without_workers(plan: Plan, live: frozenset[str]) -> list[int]:

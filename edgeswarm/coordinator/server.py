@@ -30,7 +30,8 @@ async def serve(settings: CoordinatorSettings) -> None:
     settings = settings.model_copy(update={"interface": interface})
     members = Members(settings)
     deployer = Deployer(members)
-    router = Router(members, GrpcTransport(lambda worker: members.link(worker).worker))
+    transport = GrpcTransport(lambda worker: members.link(worker).worker)
+    router = Router(members, transport, latency_decay=settings.latency_decay)
     members.on_lost.append(router.abandon)
     health_servicer = health.aio.HealthServicer()
 

@@ -140,3 +140,26 @@ async def test_deadline_ends_the_retries() -> None:
         await Router(fleet, Slow({}), clock=lambda: next(clock)).infer(
             plan_of(("a",)), TENSORS, ["y"], "r1", timeout=5
         )
+
+
+async def test_a_slow_replica_is_passed_over_then_tried_again_as_its_estimate_decays() -> None:
+    fleet = Fleet("ab")
+    seconds = {"a": 0.01, "b": 1.0}
+
+    class Timed(Transport):
+        async def run(
+            self, worker_id: str, request: worker_pb2.StageRequest, timeout: float
+        ) -> worker_pb2.StageResponse:
+            fleet.now += seconds[worker_id]
+            return await super().run(worker_id, request, timeout)
+
+    transport = Timed({})
+    router = Router(fleet, transport, clock=lambda: fleet.now, latency_decay=0.1)
+    for i in range(100):
+        await router.infer(plan_of(("a", "b")), TENSORS, ["y"], f"r{i}", timeout=5)
+    firsts = [c[0] for c in transport.calls]
+    # Idle replicas take turns until b shows it is slow; then b only gets a request now and again,
+    # once its estimate has decayed below twice a's (0.1 * ln(1.0 / 0.02) = 0.39 s, ~40 requests on a).
+    assert firsts[:2] == ["a", "b"]
+    assert 2 <= firsts.count("b") <= 4, firsts
+    assert firsts[2:40].count("b") == 0

@@ -101,3 +101,20 @@ def test_groups_are_routes_side_by_side_and_the_least_loaded_serves() -> None:
     assert stages_without_workers(plan, frozenset("c"))  # no route complete
     with pytest.raises(StageUnavailable, match="stage 2 of 2 of route 2 has no live worker"):
         choose_route(plan, frozenset("c"), lambda w: False, {})
+
+
+def test_a_slow_replica_waits_until_the_fast_one_is_that_many_times_as_loaded() -> None:
+    plan = plan_of(("fast", "slow"))
+    latency = {"fast": 0.02, "slow": 0.1}.__getitem__  # 5 times as slow
+    live = frozenset(plan.stages[0].workers)
+    for busy, first in [(0, "fast"), (3, "fast"), (4, "fast"), (5, "slow")]:
+        route = choose_route(plan, live, lambda w: False, {"fast": busy}, 0, latency)
+        assert route[0].workers[0] == first, busy
+
+
+def test_replicas_within_twice_each_others_latency_still_take_turns() -> None:
+    plan = plan_of(("a", "b"))
+    latency = {"a": 0.02, "b": 0.035}.__getitem__
+    routes = [choose_route(plan, frozenset("ab"), lambda w: False, {}, turn, latency) for turn in range(4)]
+    firsts = [route[0].workers[0] for route in routes]
+    assert firsts == ["a", "b", "a", "b"]
