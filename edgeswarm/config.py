@@ -57,6 +57,10 @@ class WorkerSettings(_Settings):
     # MQTT broker HOST:PORT for presence and telemetry; empty: none.
     mqtt: str = ""
     telemetry_interval: float = 2.0
+    # Seconds between calibrations after the first (skipped while requests are in flight); the
+    # figure reported is the median of the last three, so one disturbed reading does not count.
+    # 0: calibrate at start only.
+    recalibrate_interval: float = 300.0
 
 
 class CoordinatorSettings(_Settings):
@@ -85,6 +89,10 @@ class CoordinatorSettings(_Settings):
     # once); a worker left alone for being slow is tried again as its estimate decays with this
     # time constant, in seconds.
     latency_decay: float = 2.0
+    # Seconds between re-reading each worker's description (its calibration, memory limit): a model
+    # placed by measurement is re-planned when a worker's calibration moved by more than 30%.
+    # 0: only when a worker (re)joins.
+    describe_interval: float = 10.0
     # A worker down this long has its work re-planned onto the others.
     replan_grace: float = 10.0
     # How often deployed models are checked against the live fleet (re-plan, or use a worker back).

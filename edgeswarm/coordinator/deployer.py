@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,7 +18,7 @@ from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.coordinator.manifests import manifest_of, plan_of
-from edgeswarm.coordinator.measure import SHARD_TIMEOUT_S, Measurer, chunks
+from edgeswarm.coordinator.measure import SHARD_TIMEOUT_S, Measurer, chunks, drifted
 from edgeswarm.coordinator.members import Link, Members
 from edgeswarm.coordinator.partition import PartitionError, StagePart, balanced_cuts, split
 from edgeswarm.coordinator.placement import fit_shape, place, shape_of
@@ -57,6 +57,8 @@ class Request:
     # For "auto": the live workers the plan was made for; a change re-plans.
     fleet: frozenset[str] = frozenset()
     batching: tuple[int, float] = (0, 0.0)  # most requests per call, longest wait in seconds
+    # For "auto": each worker's calibration (GFLOP/s) when planned; a drift re-plans.
+    calibrations: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,9 @@ class Deployer:
                 await self._retire(replace(plan, version=0))
                 raise _first(group) from None
             self.plans[name] = plan
-            self.requests[name] = Request(mode, replicas, stages, data, objective, frozenset(live), batching)
+            self.requests[name] = Request(
+                mode, replicas, stages, data, objective, frozenset(live), batching, self._calibrations(live)
+            )
             self._announce()
             log.info(
                 "model_deployed model=%s version=%d mode=%s stages=%s",
@@ -308,6 +312,10 @@ class Deployer:
                 except EdgeswarmError as exc:
                     log.warning("replan_failed model=%s error=%r", name, exc.message)
 
+    def _calibrations(self, workers: Iterable[str]) -> tuple[tuple[str, float], ...]:
+        known = self.members.descriptions
+        return tuple(sorted((w, known[w].calibration_gflops) for w in workers if w in known))
+
     async def _heal(self, name: str, grace: float) -> None:
         plan, request = self.plans.get(name), self.requests.get(name)
         live = self.members.live()
@@ -322,6 +330,13 @@ class Deployer:
             # still counted, one that joined counts at once.
             settled = live | {w for w in request.fleet if w not in live and w not in gone}
             grows = settled != request.fleet and not gone
+            moved = drifted(dict(request.calibrations), dict(self._calibrations(live)))
+            if moved and not gone and not grows:
+                why = "figures changed: " + ", ".join(
+                    f"{w[:8]} {a:.1f} -> {b:.1f} GFLOP/s" for w, (a, b) in moved.items()
+                )
+                await self._replan(name, plan, request, why)
+                return
         else:
             count, per_stage = fit_shape(request.mode, request.replicas, request.stages, len(live))
             # Grow back only with every worker of the plan up: one that is down may yet return.
@@ -329,6 +344,9 @@ class Deployer:
         if not gone and not grows:
             return
         why = f"workers gone: {', '.join(w[:8] for w in gone)}" if gone else f"{len(live)} workers live"
+        await self._replan(name, plan, request, why)
+
+    async def _replan(self, name: str, plan: Plan, request: Request, why: str) -> None:
         log.info("replanning model=%s version=%d reason=%r", name, plan.version, why)
         asked = (request.mode, request.replicas, request.stages, request.data)
         await self.deploy(

@@ -26,6 +26,8 @@ CHUNK_BYTES = 1024 * 1024
 SHARD_TIMEOUT_S = 300.0
 # Workers whose calibration differs by less than this factor are one machine class.
 CLASS_TOLERANCE = 1.15
+# A worker whose calibration moved by more than this fraction since a plan was made has drifted.
+DRIFT_TOLERANCE = 0.3
 LINK_TTL_S = 300.0
 PING_BYTES = 1024 * 1024
 PROFILE_REPEATS = 5
@@ -45,6 +47,18 @@ class Link:
     bandwidth: float  # bytes per second
     overhead: float  # seconds per request through a trivial stage (round trip and handling)
     measured_at: float
+
+
+def drifted(
+    then: Mapping[str, float], now: Mapping[str, float], tolerance: float = DRIFT_TOLERANCE
+) -> dict[str, tuple[float, float]]:
+    """Workers known at both times whose calibration moved by more than `tolerance` of what it was,
+    with (then, now). Pure."""
+    return {
+        w: (then[w], now[w])
+        for w in sorted(then.keys() & now.keys())
+        if then[w] > 0 and now[w] > 0 and abs(now[w] - then[w]) > tolerance * then[w]
+    }
 
 
 def machine_classes(calibrations: Mapping[str, float]) -> list[list[str]]:

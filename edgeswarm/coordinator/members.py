@@ -129,7 +129,9 @@ class Members:
         """Checks health every probe_interval: a worker that stops answering is lost, not just slow to say so.
 
         A frozen process or a cut link closes no stream; only a check that gets no answer shows it.
+        Every describe_interval it also re-reads the worker's description (its figures may drift).
         """
+        described = self.clock()
         while True:
             await asyncio.sleep(self.settings.probe_interval)
             link = self.links[worker_id]
@@ -149,6 +151,25 @@ class Members:
                         await self._came_up(worker_id, link)
                     except (grpc.RpcError, EdgeswarmError) as exc:
                         self._set(worker_id, DOWN, f"rejoin: {exc}")
+                described = self.clock()
+            elif self._due(described) and worker_id in self.live():
+                described = self.clock()
+                await self._redescribe(worker_id, link)
+
+    def _due(self, since: float) -> bool:
+        interval = self.settings.describe_interval
+        return interval > 0 and self.clock() - since >= interval
+
+    async def _redescribe(self, worker_id: str, link: Link) -> None:
+        """Keeps the worker's newest description; a failure here is the health checks' business."""
+        try:
+            description = await link.worker.Describe(
+                worker_pb2.DescribeRequest(), timeout=self.settings.probe_timeout
+            )
+        except grpc.RpcError:
+            return
+        if description.id == worker_id:
+            self.descriptions[worker_id] = description
 
     async def _came_up(self, worker_id: str, link: Link) -> None:
         try:

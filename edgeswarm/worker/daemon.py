@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import statistics
 import uuid
+from collections import deque
 from pathlib import Path
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,6 +21,9 @@ from edgeswarm.worker.service import Peers, WorkerService, add_to_server
 from edgeswarm.worker.shards import ShardStore
 
 log = logging.getLogger(__name__)
+
+# Calibration readings a worker keeps; it reports their median.
+CALIBRATIONS_KEPT = 3
 
 
 def worker_id(cache_dir: Path) -> str:
@@ -46,7 +51,8 @@ async def serve(settings: WorkerSettings) -> None:
     service = WorkerService(wid, settings.name, settings.fleet, store, runtime, peers)
     service.cache_max_bytes = settings.cache_max_bytes
     service.memory_limit = settings.memory_limit
-    service.calibration_gflops = await runtime.calibrate()
+    calibrations = deque([await runtime.calibrate()], maxlen=CALIBRATIONS_KEPT)
+    service.calibration_gflops = calibrations[0]
     health_servicer = health.aio.HealthServicer()
 
     server = new_server(settings.max_message_bytes)
@@ -90,7 +96,15 @@ async def serve(settings: WorkerSettings) -> None:
         async with asyncio.TaskGroup() as tasks:
             if presence is not None:
                 tasks.create_task(presence.run(), name="presence")
+            recalibrating = None
+            if settings.recalibrate_interval > 0:
+                recalibrating = tasks.create_task(
+                    _recalibrate(service, runtime, calibrations, settings.recalibrate_interval),
+                    name="recalibrate",
+                )
             await stop.wait()
+            if recalibrating is not None:
+                recalibrating.cancel()
             log.info("worker_draining id=%s reason=%s in_flight=%d", wid, reasons[0], service.in_flight)
             await health_servicer.enter_graceful_shutdown()
             await advertiser.close()
@@ -104,6 +118,25 @@ async def serve(settings: WorkerSettings) -> None:
         await server.stop(grace=2.0)
         await peers.close()
         runtime.close()
+
+
+async def _recalibrate(
+    service: WorkerService, runtime: StageRuntime, calibrations: deque[float], interval: float
+) -> None:
+    """Every `interval` seconds while idle, calibrates again; reports the median of the last readings.
+
+    A PC's capacity drifts (another program, thermal limits, a changed CPU quota): the coordinator
+    re-reads the figure and re-plans when it moved. Returns when cancelled (at drain).
+    """
+    while True:
+        await asyncio.sleep(interval)
+        if service.in_flight:
+            continue  # its own requests would read as less capacity
+        calibrations.append(await runtime.calibrate())
+        figure = statistics.median(calibrations)
+        if figure != service.calibration_gflops:
+            log.debug("calibrated gflops=%.1f readings=%s", figure, [round(c, 1) for c in calibrations])
+        service.calibration_gflops = figure
 
 
 async def _finish_in_flight(service: WorkerService, notice: float, grace: float) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -80,3 +81,57 @@ def test_the_plan_follows_measured_speed_and_predicts_throughput(network: Networ
     # The target is 15%; measured here 0.88-0.97x. The bound is 20% because the coordinator, the load
     # generator and this test share the machine's 2 cores with the throttled workers.
     assert 0.8 <= ratio <= 1.2
+
+
+def stage_bytes(fleet: NetFleet, model: str) -> tuple[str, dict[str, int]]:
+    """The model's plan version and the weight bytes of the stages each worker (by name) holds."""
+    status = fleet.status()
+    names = {w["id"]: w["name"] for w in status.workers}
+    entry = next(m for m in status.models if m["name"] == model)
+    held: dict[str, int] = {}
+    for stage in entry["stages"]:
+        for worker in stage["workers"]:
+            held[names[worker]] = held.get(names[worker], 0) + int(stage["size"])
+    return entry["version"], held
+
+
+def test_a_worker_slowed_after_the_deploy_is_measured_again_and_given_less_work(
+    network: Network, tmp_path: Path
+) -> None:
+    model = zoo.transformer_encoder(layers=4, d_model=384, heads=6, d_ff=1536, seq=64)
+    path = tmp_path / "encoder.onnx"
+    onnx.save(model, str(path))
+    weights = sum(tensor_nbytes(i) for i in model.graph.initializer)
+    env = {
+        "EDGESWARM_WORKER_MEMORY_LIMIT": str(int(weights * 0.6)),
+        "EDGESWARM_WORKER_RECALIBRATE_INTERVAL": "2",
+        "EDGESWARM_COORDINATOR_DESCRIBE_INTERVAL": "0.5",
+    }
+    fleet = NetFleet(network, tmp_path / "fleet", workers=3, mqtt=False, env=env)
+    fleet.start()
+    fleet.wait_ready()
+    with Client(fleet.coordinator_address) as client:
+        client.deploy(path, "enc", timeout=300)
+    version, before = stage_bytes(fleet, "enc")
+    busiest = max(before, key=lambda name: before[name])
+    fleet.worker_hosts[busiest].throttle_cpu(0.1)
+    print(f"\nplan {version}: weight bytes per worker {before}; capping {busiest} at 10% of a CPU")
+
+    def lighter() -> bool:
+        now, held = stage_bytes(fleet, "enc")
+        return now != version and held.get(busiest, 0) < before[busiest]
+
+    capped = time.monotonic()
+    wait_until(lighter, 120, f"a new plan giving {busiest} less work")
+    version, after = stage_bytes(fleet, "enc")
+    print(f"plan {version}, {time.monotonic() - capped:.1f} s after the cap: weight bytes per worker {after}")
+    # The re-plan was for a drift of the figures (the slowed worker's, or another's: on one machine,
+    # capping a worker leaves the others more CPU), not for a worker joining or leaving.
+    replans = [line for line in fleet.log("coordinator").splitlines() if "replanning model=enc" in line]
+    print("\n".join(replans))
+    assert replans and all("figures changed" in line for line in replans)
+    inputs = zoo.sample_inputs(model, batch=1)
+    with Client(fleet.coordinator_address) as client:
+        got = client.infer("enc", inputs, timeout=60)
+    want = reference(path, inputs)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
