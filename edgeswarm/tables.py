@@ -41,7 +41,8 @@ def status_tables(report: StatusReport) -> list[Table]:
             str(w["in_flight"]),
         )
     models = Table(title="models")
-    for column in ("name", "version", "mode", "route", "stage", "inputs", "outputs", "workers", "predicted"):
+    model_columns = ("name", "version", "mode", "route", "stage", "inputs", "outputs", "workers (recent)")
+    for column in (*model_columns, "predicted"):
         models.add_column(column)
     for m in report.models:
         routes = sorted({int(s["group"]) for s in m["stages"]})
@@ -57,7 +58,7 @@ def status_tables(report: StatusReport) -> list[Table]:
                 f"{int(s['index']) + 1}/{count}",
                 ", ".join(s["inputs"]),
                 ", ".join(s["outputs"]),
-                ", ".join(w[:8] for w in s["workers"]),
+                ", ".join(_with_recent(w, ms) for w, ms in zip(s["workers"], s["recent_ms"], strict=False)),
                 predicted,
             )
     return [workers, models]
@@ -117,3 +118,8 @@ def print_inspection(
             ", ".join(f"{t['name']} ({_size(t['bytes'])})" for t in c["tensors"]),
         )
     console.print(table)
+
+
+def _with_recent(worker: str, ms: float) -> str:
+    """A worker's id prefix, with what a request has lately taken through it when that is known."""
+    return f"{worker[:8]} ({float(ms):.1f} ms)" if float(ms) > 0 else worker[:8]

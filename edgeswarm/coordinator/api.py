@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -101,10 +101,13 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
 
 class ControlService(control_pb2_grpc.ControlServicer):
-    def __init__(self, settings: CoordinatorSettings, deployer: Deployer, members: Members) -> None:
+    def __init__(
+        self, settings: CoordinatorSettings, deployer: Deployer, members: Members, router: Router
+    ) -> None:
         self.settings = settings
         self.deployer = deployer
         self.members = members
+        self.router = router
 
     async def Deploy(
         self, request_iterator: AsyncIterator[control_pb2.DeployRequest], context: grpc.aio.ServicerContext
@@ -195,11 +198,17 @@ class ControlService(control_pb2_grpc.ControlServicer):
             fleet=self.settings.fleet,
             version=__version__,
             workers=workers,
-            models=[model_status(p) for p in self.deployer.plans.values()],
+            models=[model_status(p, self._recent) for p in self.deployer.plans.values()],
         )
 
+    def _recent(self, model: str, worker: str) -> float:
+        return self.router.latency.estimate(model, worker, self.router.clock())
 
-def model_status(plan: Plan) -> control_pb2.ModelStatus:
+
+def model_status(
+    plan: Plan, recent: Callable[[str, str], float] = lambda model, worker: 0.0
+) -> control_pb2.ModelStatus:
+    """`recent(model, worker)`: seconds a request has lately taken through the worker."""
     return control_pb2.ModelStatus(
         name=plan.model,
         version=str(plan.version),
@@ -217,6 +226,7 @@ def model_status(plan: Plan) -> control_pb2.ModelStatus:
                 outputs=s.outputs,
                 workers=s.workers,
                 group=s.group,
+                recent_ms=[1000 * recent(plan.model, w) for w in s.workers],
             )
             for s in plan.stages
         ],

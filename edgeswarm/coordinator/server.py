@@ -37,7 +37,9 @@ async def serve(settings: CoordinatorSettings) -> None:
 
     server = new_server(settings.max_message_bytes)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(settings, deployer, router), server)
-    control_pb2_grpc.add_ControlServicer_to_server(ControlService(settings, deployer, members), server)
+    control_pb2_grpc.add_ControlServicer_to_server(
+        ControlService(settings, deployer, members, router), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = bind(server, settings.listen)
     serve_metrics_on(settings.metrics)

@@ -53,6 +53,8 @@ def test_outputs_equal_one_session_bit_for_bit(
 def test_status_shows_workers_and_placement(shared_fleet: LocalFleet, model_files: dict[str, Path]) -> None:
     with Client(shared_fleet.coordinator_address) as client:
         client.deploy(model_files["mlp"], "status-mlp", mode="pipeline", stages=3, timeout=60)
+        before = client.status()
+        client.infer("status-mlp", inputs_for(model_files["mlp"], batch=1), timeout=10)
         report = client.status()
         client.undeploy("status-mlp")
     assert report.fleet == shared_fleet.fleet
@@ -62,6 +64,10 @@ def test_status_shows_workers_and_placement(shared_fleet: LocalFleet, model_file
     assert [int(s["index"]) for s in model["stages"]] == [0, 1, 2]
     holders = {w["name"] for w in report.workers if "status-mlp/1" in w["loaded_stages"]}
     assert len(holders) == 1
+    # What a request has lately taken through each worker, as routing weighs it: known once one ran.
+    unused = next(m for m in before.models if m["name"] == "status-mlp")
+    assert [s["recent_ms"] for s in unused["stages"]] == [[0.0]] * 3
+    assert all(len(s["recent_ms"]) == 1 and 0 < s["recent_ms"][0] < 10_000 for s in model["stages"])
 
 
 def test_cli_deploy_infer_status(

@@ -87,7 +87,7 @@ class WorkerStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., in_flight: _Optional[int] = ..., calibration_gflops: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., bandwidth_mbps: _Optional[float] = ..., memory_limit: _Optional[int] = ...) -> None: ...
 
 class StageStatus(_message.Message):
-    __slots__ = ("index", "sha256", "size", "inputs", "outputs", "workers", "group")
+    __slots__ = ("index", "sha256", "size", "inputs", "outputs", "workers", "group", "recent_ms")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class StageStatus(_message.Message):
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
+    RECENT_MS_FIELD_NUMBER: _ClassVar[int]
     index: int
     sha256: str
     size: int
@@ -102,7 +103,8 @@ class StageStatus(_message.Message):
     outputs: _containers.RepeatedScalarFieldContainer[str]
     workers: _containers.RepeatedScalarFieldContainer[str]
     group: int
-    def __init__(self, index: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ..., group: _Optional[int] = ...) -> None: ...
+    recent_ms: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, index: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ..., group: _Optional[int] = ..., recent_ms: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
     __slots__ = ("name", "version", "mode", "ready", "stages", "objective", "predicted_rps", "predicted_latency_ms")
