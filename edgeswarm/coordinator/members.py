@@ -7,6 +7,7 @@ give it is loaded there again (a restarted worker reloads from its disk cache or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -162,19 +163,14 @@ class Members:
 
     async def _redescribe(self, worker_id: str, link: Link) -> None:
         """Keeps the worker's newest description; a failure here is the health checks' business."""
-        try:
-            description = await link.worker.Describe(
-                worker_pb2.DescribeRequest(), timeout=self.settings.probe_timeout
-            )
-        except grpc.RpcError:
-            return
-        if description.id == worker_id:
-            self.descriptions[worker_id] = description
+        with contextlib.suppress(EdgeswarmError):
+            self.descriptions[worker_id] = await self._describe(worker_id, link, self.settings.probe_timeout)
 
-    async def _came_up(self, worker_id: str, link: Link) -> None:
+    async def _describe(self, worker_id: str, link: Link, timeout: float) -> worker_pb2.WorkerDescription:
+        """The worker's description; InternalError when whoever answers at its address is not it."""
         try:
             request = worker_pb2.DescribeRequest(coordinator=self.address_for_workers)
-            description = await link.worker.Describe(request, timeout=10)
+            description: worker_pb2.WorkerDescription = await link.worker.Describe(request, timeout=timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
         if description.id != worker_id or description.fleet != self.settings.fleet:
@@ -183,6 +179,10 @@ class Members:
                 f"{link.address} answers as worker {description.id[:8]} of fleet {description.fleet!r}, "
                 f"not {worker_id[:8]} of {self.settings.fleet!r}"
             )
+        return description
+
+    async def _came_up(self, worker_id: str, link: Link) -> None:
+        description = await self._describe(worker_id, link, timeout=10)
         self.descriptions[worker_id] = description
         if self.reconcile is not None:
             await self.reconcile(worker_id, link, description)
