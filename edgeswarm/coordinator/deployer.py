@@ -331,22 +331,21 @@ class Deployer:
             settled = live | {w for w in request.fleet if w not in live and w not in gone}
             grows = settled != request.fleet and not gone
             moved = drifted(dict(request.calibrations), dict(self._calibrations(live)))
-            if moved and not gone and not grows:
-                why = "figures changed: " + ", ".join(
-                    f"{w[:8]} {a:.1f} -> {b:.1f} GFLOP/s" for w, (a, b) in moved.items()
-                )
-                await self._replan(name, plan, request, why)
-                return
         else:
             count, per_stage = fit_shape(request.mode, request.replicas, request.stages, len(live))
             # Grow back only with every worker of the plan up: one that is down may yet return.
             grows = count * per_stage > len(plan.workers) and plan.workers <= live
-        if not gone and not grows:
+            moved = {}
+        if gone:
+            why = f"workers gone: {', '.join(w[:8] for w in gone)}"
+        elif grows:
+            why = f"{len(live)} workers live"
+        elif moved:
+            why = "figures changed: " + ", ".join(
+                f"{w[:8]} {a:.1f} -> {b:.1f} GFLOP/s" for w, (a, b) in moved.items()
+            )
+        else:
             return
-        why = f"workers gone: {', '.join(w[:8] for w in gone)}" if gone else f"{len(live)} workers live"
-        await self._replan(name, plan, request, why)
-
-    async def _replan(self, name: str, plan: Plan, request: Request, why: str) -> None:
         log.info("replanning model=%s version=%d reason=%r", name, plan.version, why)
         asked = (request.mode, request.replicas, request.stages, request.data)
         await self.deploy(
