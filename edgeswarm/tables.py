@@ -58,7 +58,7 @@ def status_tables(report: StatusReport) -> list[Table]:
                 f"{int(s['index']) + 1}/{count}",
                 ", ".join(s["inputs"]),
                 ", ".join(s["outputs"]),
-                ", ".join(_with_recent(w, ms) for w, ms in zip(s["workers"], s["recent_ms"], strict=False)),
+                _workers_cell(s["workers"], s.get("recent_ms", [])),
                 predicted,
             )
     return [workers, models]
@@ -120,6 +120,11 @@ def print_inspection(
     console.print(table)
 
 
-def _with_recent(worker: str, ms: float) -> str:
-    """A worker's id prefix, with what a request has lately taken through it when that is known."""
-    return f"{worker[:8]} ({float(ms):.1f} ms)" if float(ms) > 0 else worker[:8]
+def _workers_cell(workers: list[str], recent_ms: list[float]) -> str:
+    """Each worker's id prefix, with what a request has lately taken through it when that is known
+    (0, or missing from a coordinator too old to report it: not shown)."""
+    cells = []
+    for i, worker in enumerate(workers):
+        ms = float(recent_ms[i]) if i < len(recent_ms) else 0.0
+        cells.append(f"{worker[:8]} ({ms:.1f} ms)" if ms > 0 else worker[:8])
+    return ", ".join(cells)
