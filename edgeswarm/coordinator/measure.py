@@ -31,7 +31,10 @@ DRIFT_TOLERANCE = 0.3
 LINK_TTL_S = 300.0
 PING_BYTES = 1024 * 1024
 PROFILE_REPEATS = 5
-OVERHEAD_S = 0.3
+# Timed seconds of back-to-back trivial calls, after untimed warm-up ones: as a worker's segment
+# profiling (worker/capacity.py), ten periods of a CPU quota once the quota left from before is used.
+OVERHEAD_S = 1.0
+OVERHEAD_WARM_UP_S = 0.25
 
 
 async def chunks(sha256: str, data: bytes) -> AsyncIterator[worker_pb2.ShardChunk]:
@@ -164,8 +167,8 @@ class Measurer:
 
     async def link(self, worker: str, payload_bytes: int = 4096) -> Link:
         """Round trip (least of three empty pings), bandwidth (1 MiB, best of two), and the mean time of
-        back-to-back calls through a trivial stage carrying `payload_bytes` for OVERHEAD_S (long enough
-        to show a CPU quota)."""
+        back-to-back calls through a trivial stage carrying `payload_bytes` for OVERHEAD_S after
+        OVERHEAD_WARM_UP_S (long enough to show a CPU quota)."""
         known = self.links.get(worker)
         if known is not None and self.clock() - known.measured_at < LINK_TTL_S:
             return known
@@ -195,6 +198,9 @@ class Measurer:
             request_id="overhead", tensors=tensors, route=[worker_pb2.Hop(stage=sha, carry=["t1"])]
         )
         try:
+            warm_until = time.perf_counter() + OVERHEAD_WARM_UP_S
+            while time.perf_counter() < warm_until:
+                await stub.RunStage(request, timeout=10)  # type: ignore[attr-defined]
             calls, start = 0, time.perf_counter()
             while calls < 5 or time.perf_counter() - start < OVERHEAD_S:
                 await stub.RunStage(request, timeout=10)  # type: ignore[attr-defined]

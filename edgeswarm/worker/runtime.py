@@ -133,13 +133,14 @@ class StageRuntime:
         return await loop.run_in_executor(self._pool, capacity.calibrate, self._options)
 
     async def profile(
-        self, paths: Sequence[Path], inputs: Mapping[str, np.ndarray], repeats: int
+        self, paths: Sequence[Path], inputs: Mapping[str, np.ndarray], repeats: int, budget: int | None = None
     ) -> list[float]:
-        """Mean seconds of each segment at `paths`, chained on `inputs` (see capacity.profile_chain)."""
+        """Mean seconds of each segment at `paths`, chained on `inputs`, holding at most `budget` bytes
+        of them open at once (see capacity.profile_chain)."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                self._pool, capacity.profile_chain, paths, inputs, self._options, repeats
+                self._pool, capacity.profile_chain, paths, inputs, self._options, repeats, budget
             )
         except Exception as exc:  # ORT's own exception types: a segment it cannot load or run
             raise InvalidRequest(f"profiling failed: {exc}") from exc

@@ -173,7 +173,11 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         if missing:
             raise InvalidRequest(f"shard(s) {', '.join(missing)} are not in this worker's cache")
         paths = [self.store.path(sha) for sha in request.shards]
-        seconds = await self.runtime.profile(paths, codec.decode_all(request.inputs), request.repeats or 5)
+        # Profiling holds the segments open together up to the weight bytes this worker may hold anyway.
+        budget = self.memory_limit or memory_available()
+        seconds = await self.runtime.profile(
+            paths, codec.decode_all(request.inputs), request.repeats or 5, budget
+        )
         log.info("profiled segments=%d seconds=%s", len(seconds), [round(s, 5) for s in seconds])
         return worker_pb2.ProfileResponse(seconds=seconds)
 
