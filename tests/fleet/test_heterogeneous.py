@@ -78,11 +78,10 @@ def test_the_plan_follows_measured_speed_and_predicts_throughput(network: Networ
     measured = max(rates)
     ratio = measured / chosen["predicted_rps"]
     print(f"measured {measured:.2f} req/s = {ratio:.2f}x predicted (windows: {[round(r, 1) for r in rates]})")
-    # The target is within 15%: measured 0.87-0.97x in most runs, but 0.79x and 0.77x in two full
-    # suite runs (the second a 3-stage pipeline through the 0.15-CPU worker). That miss is reported
-    # with the figures rather than made the pass/fail line of a timed test on a shared 2-core
-    # machine; asserted is that the prediction is not far off, as it was (0.58x) before a stage's
-    # call overhead was measured.
+    # The target is within 15%: 20 runs read 0.85x-1.08x (README, Performance). The ratio is printed
+    # rather than made the pass/fail line of a timed test on a shared 2-core machine; asserted is
+    # that the prediction is not far off, as it was (0.58x) before a stage's call overhead was
+    # measured, and (0.75x-0.79x) while a short profiling window could start on unused CPU quota.
     assert 0.6 <= ratio <= 1.4
 
 
