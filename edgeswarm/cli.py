@@ -226,7 +226,7 @@ def _plan_offline(args: argparse.Namespace) -> int:
     except (OSError, ValueError, PartitionError, NoFit) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    _show_plan(report(result, segments, {}), args)
+    _show_plan(report(result, segments, {}, figures), args)
     return 0
 
 

@@ -137,7 +137,9 @@ class Deployer:
         self.requests: dict[str, Request] = {}
         # The planner's report of each model deployed with mode "auto".
         self.reports: dict[str, dict[str, Any]] = {}
-        self.measurer = Measurer(lambda w: members.link(w).worker, members.descriptions.get, members.clock)
+        self.measurer = Measurer(
+            lambda w: members.link(w).worker, members.descriptions.get, members.address, members.clock
+        )
         # Told of each new plan (model, version, why), and of an undeploy (version 0): fleet events.
         self.on_plan: list[Callable[[str, int, str], None]] = []
         self._lock = asyncio.Lock()
@@ -284,7 +286,7 @@ class Deployer:
         except NoFit as exc:
             raise PlacementError(f"model {name!r}: {exc}") from exc
         names = {w.info.id: w.info.name for w in self.members.view.workers}
-        document = report(result, segments, names)
+        document = report(result, segments, names, figures)
         self.reports[name] = document
         log.info(
             "model_planned model=%s objective=%s layout=%s predicted_rps=%.1f predicted_latency_ms=%.2f",

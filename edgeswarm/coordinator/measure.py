@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,10 +17,11 @@ import numpy as np
 
 from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
-from edgeswarm.coordinator.planner import WorkerFigures
+from edgeswarm.coordinator.planner import PeerLink, WorkerFigures
 from edgeswarm.coordinator.segments import Segments
 from edgeswarm.coordinator.zoo import identity_chain
 from edgeswarm.errors import EdgeswarmError, from_rpc_error
+from edgeswarm.linkprobe import PING_BYTES, probe
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +32,14 @@ CLASS_TOLERANCE = 1.15
 # A worker whose calibration moved by more than this fraction since a plan was made has drifted.
 DRIFT_TOLERANCE = 0.3
 LINK_TTL_S = 300.0
-PING_BYTES = 1024 * 1024
+# Up to this many workers, the link between every pair is timed (as many as the exact search covers).
+PAIR_WORKERS = 8
 PROFILE_REPEATS = 5
 # Timed seconds of back-to-back trivial calls, after untimed warm-up ones: as a worker's segment
 # profiling (worker/capacity.py), ten periods of a CPU quota once the quota left from before is used.
 OVERHEAD_S = 1.0
 OVERHEAD_WARM_UP_S = 0.25
+PAIR_TIMEOUT_S = 30.0
 
 
 async def chunks(sha256: str, data: bytes) -> AsyncIterator[worker_pb2.ShardChunk]:
@@ -76,19 +81,32 @@ def machine_classes(calibrations: Mapping[str, float]) -> list[list[str]]:
     return classes
 
 
+@dataclass(frozen=True)
+class PairLink:
+    """Between two workers, as the first of them (by id) timed it."""
+
+    rtt: float  # seconds; math.inf when one could not reach the other
+    bandwidth: float  # bytes per second
+    measured_at: float
+
+
 class Measurer:
-    """`stub_of(worker)` is the worker's gRPC stub; `describe(worker)` its last Describe answer."""
+    """`stub_of(worker)` is the worker's gRPC stub; `describe(worker)` its last Describe answer;
+    `address_of(worker)` the host:port other workers reach it at."""
 
     def __init__(
         self,
         stub_of: Callable[[str], object],
         describe: Callable[[str], worker_pb2.WorkerDescription | None],
+        address_of: Callable[[str], str],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stub_of = stub_of
         self._describe = describe
+        self._address_of = address_of
         self.clock = clock
         self.links: dict[str, Link] = {}
+        self.pairs: dict[tuple[str, str], PairLink] = {}
         self._segments: dict[tuple[str, str], list[float]] = {}
 
     async def figures(
@@ -106,7 +124,16 @@ class Measurer:
         )
         seconds = {worker: times for members, times in zip(classes, timed, strict=True) for worker in members}
         boundary = max(segments.profile.boundary_bytes, default=segments.profile.input_bytes)
-        links = await asyncio.gather(*(self.link(w, boundary) for w in workers))
+        links = dict(
+            zip(workers, await asyncio.gather(*(self.link(w, boundary) for w in workers)), strict=True)
+        )
+        # One pair at a time, so that no two timings share a link. Beyond PAIR_WORKERS a pair's link is
+        # estimated from each end's link to the coordinator.
+        pairs: dict[tuple[str, str], PairLink] = {}
+        if len(workers) <= PAIR_WORKERS:
+            for a, b in itertools.combinations(sorted(workers), 2):
+                if (pair := await self.pair(a, b)) is not None:
+                    pairs[(a, b)] = pair
         return [
             WorkerFigures(
                 id=w,
@@ -116,8 +143,15 @@ class Measurer:
                 # The overhead, a round trip through a trivial stage, already holds the round trip.
                 rtt=0.0,
                 overhead=link.overhead,
+                peers=tuple(
+                    # Likewise, what a neighbour's round trip adds is what it takes beyond the coordinator's.
+                    PeerLink(other, max(pair.rtt - link.rtt, 0.0), pair.bandwidth)
+                    for (a, b), pair in pairs.items()
+                    if w in (a, b)
+                    for other in (b if w == a else a,)
+                ),
             )
-            for w, link in zip(workers, links, strict=True)
+            for w, link in links.items()
         ]
 
     async def _class_times(
@@ -173,14 +207,16 @@ class Measurer:
         if known is not None and self.clock() - known.measured_at < LINK_TTL_S:
             return known
         stub = self._stub_of(worker)
+
+        async def ping(payload: bytes) -> object:
+            return await stub.Ping(worker_pb2.PingRequest(payload=payload), timeout=10)  # type: ignore[attr-defined]
+
         try:
-            rtt = min([await self._ping(stub, b"") for _ in range(3)])
-            payload = bytes(PING_BYTES)
-            transfer = min([await self._ping(stub, payload) for _ in range(2)])
+            rtt, bandwidth = await probe(ping, PING_BYTES)
             overhead = await self._overhead(stub, max(payload_bytes // 4, 1))
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
-        link = Link(rtt, PING_BYTES / max(transfer - rtt, 1e-6), overhead, self.clock())
+        link = Link(rtt, bandwidth, overhead, self.clock())
         log.info(
             "link_measured worker=%s rtt_ms=%.3f bandwidth_mbps=%.1f overhead_ms=%.3f",
             worker[:8], 1000 * rtt, link.bandwidth / 1e6, 1000 * overhead,
@@ -209,8 +245,25 @@ class Measurer:
         finally:
             await stub.UnloadStage(worker_pb2.UnloadStageRequest(sha256=sha), timeout=10)  # type: ignore[attr-defined]
 
-    @staticmethod
-    async def _ping(stub: object, payload: bytes) -> float:
-        start = time.perf_counter()
-        await stub.Ping(worker_pb2.PingRequest(payload=payload), timeout=10)  # type: ignore[attr-defined]
-        return time.perf_counter() - start
+    async def pair(self, a: str, b: str) -> PairLink | None:
+        """The link between workers `a` and `b` (a < b), as `a` times it by pinging `b`; cached for
+        LINK_TTL_S. One that cannot reach the other gets an infinite round trip, which no plan takes;
+        None when `a` cannot time links."""
+        known = self.pairs.get((a, b))
+        if known is not None and self.clock() - known.measured_at < LINK_TTL_S:
+            return known
+        request = worker_pb2.MeasureLinkRequest(address=self._address_of(b))
+        try:
+            figures = await self._stub_of(a).MeasureLink(request, timeout=PAIR_TIMEOUT_S)  # type: ignore[attr-defined]
+            pair = PairLink(figures.rtt_seconds, figures.bandwidth, self.clock())
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # a worker of an older version: estimate
+                return None
+            log.warning("pair_unreachable from=%s to=%s error=%r", a[:8], b[:8], from_rpc_error(exc).message)
+            pair = PairLink(math.inf, 0.0, self.clock())
+        log.info(
+            "pair_measured from=%s to=%s rtt_ms=%.3f bandwidth_mbps=%.1f",
+            a[:8], b[:8], 1000 * pair.rtt, pair.bandwidth / 1e6,
+        )  # fmt: skip
+        self.pairs[(a, b)] = pair
+        return pair

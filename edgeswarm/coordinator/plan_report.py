@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgeswarm.coordinator.planner import Layout, PlanResult
+from edgeswarm.coordinator.planner import Layout, PlanResult, WorkerFigures
 from edgeswarm.coordinator.segments import Segments
 
 
-def report(result: PlanResult, segments: Segments, names: Mapping[str, str]) -> dict[str, Any]:
-    """The chosen layout and every alternative, with predicted requests/s and latency."""
+def report(
+    result: PlanResult,
+    segments: Segments,
+    names: Mapping[str, str],
+    figures: Sequence[WorkerFigures] = (),
+) -> dict[str, Any]:
+    """The chosen layout and every alternative, with predicted requests/s and latency, and the links
+    between workers that the figures hold (measured, or given in a fleet file)."""
     return {
         "objective": result.objective,
         "exact": result.exact,
@@ -19,7 +26,21 @@ def report(result: PlanResult, segments: Segments, names: Mapping[str, str]) -> 
         "cut_positions": list(segments.positions),
         "chosen": _layout(result.chosen, segments, names),
         "alternatives": [_layout(layout, segments, names) for layout in result.alternatives[1:]],
+        "links": _links(figures, names),
     }
+
+
+def _links(figures: Sequence[WorkerFigures], names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each pair once; a pair one end could not reach has null figures."""
+    pairs = {tuple(sorted((w.id, link.peer))): link for w in figures for link in w.peers}
+    return [
+        {
+            "between": [names.get(a, a), names.get(b, b)],
+            "rtt_ms": round(1000 * link.rtt, 3) if math.isfinite(link.rtt) else None,
+            "bandwidth_mbps": round(link.bandwidth / 1e6, 3) if link.bandwidth > 0 else None,
+        }
+        for (a, b), link in sorted(pairs.items())
+    ]
 
 
 def _layout(layout: Layout, segments: Segments, names: Mapping[str, str]) -> dict[str, Any]:
@@ -67,6 +88,21 @@ def explain(document: Mapping[str, Any]) -> str:
     for other in document["alternatives"]:
         ratio = other["predicted_rps"] / best if best else 0.0
         lines.append(f"Considered: {_sentence(other)} That is {ratio:.2f}x the chosen throughput.")
+    if document.get("links"):
+        lines.append(
+            "Links between workers, as the planner costs them: "
+            + "; ".join(
+                f"{a}-{b} "
+                + (
+                    f"{link['rtt_ms']:.2f} ms, {link['bandwidth_mbps']:.1f} MB/s"
+                    if link["rtt_ms"] is not None and link["bandwidth_mbps"] is not None
+                    else "unreachable"
+                )
+                for link in document["links"]
+                for a, b in [link["between"]]
+            )
+            + "."
+        )
     search = "exhaustive" if document["exact"] else "heuristic (fastest workers first, bisection)"
     lines.append(
         f"The pipeline search was {search}; no layout can exceed {document['bound_rps']:.1f} requests/s "

@@ -4,7 +4,8 @@ The model is a chain of S segments (cut at its natural positions). A worker runn
 [a, b) after worker p spends `link(p, w, bytes in) + Σ seconds[w][a:b]` per request, plus its call
 overhead (twice on a stage before the last, which also relays the next stage's answer) and on the
 last stage the link back to the coordinator; links cost half of each end's round trip plus the
-bytes over the slower end's bandwidth. A pipeline's throughput is 1 / its slowest stage, its latency
+bytes over the slower end's bandwidth, or, between two workers whose link was measured, half its
+round trip plus the bytes over its bandwidth. A pipeline's throughput is 1 / its slowest stage, its latency
 the sum of its stages; pipelines side by side add their throughputs. A worker holds the parameter
 bytes of its segments, which must not exceed its memory.
 
@@ -29,6 +30,15 @@ OBJECTIVES = ("throughput", "latency", "fit")
 
 
 @dataclass(frozen=True)
+class PeerLink:
+    """A measured link between a worker and `peer`, in place of the estimate from both ends' figures."""
+
+    peer: str
+    rtt: float  # seconds
+    bandwidth: float  # bytes per second
+
+
+@dataclass(frozen=True)
 class WorkerFigures:
     id: str
     memory: int  # bytes of weights it may hold
@@ -38,6 +48,8 @@ class WorkerFigures:
     # Seconds a stage costs here per request beyond compute and bytes: the call's handling (measured
     # as a round trip through a trivial stage, so it includes the round trip itself).
     overhead: float = 0.0
+    # Links to other workers that were measured (either end may list one; the pair is the same).
+    peers: tuple[PeerLink, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,13 @@ class _Costs:
         self.workers = list(workers)
         self.time = [list(itertools.accumulate(w.seconds, initial=0.0)) for w in workers]
         self.memory = list(itertools.accumulate(model.segment_bytes, initial=0))
+        index = {w.id: i for i, w in enumerate(workers)}
+        self.pairs: dict[tuple[int, int], PeerLink] = {}
+        for i, w in enumerate(workers):
+            for link in w.peers:
+                j = index.get(link.peer)
+                if j is not None and j != i:
+                    self.pairs[(i, j)] = self.pairs[(j, i)] = link
 
     def fits(self, w: int, a: int, b: int) -> bool:
         return self.memory[b] - self.memory[a] <= self.workers[w].memory
@@ -140,6 +159,10 @@ class _Costs:
 
     def link(self, p: int | None, w: int | None, size: int) -> float:
         """Seconds to move `size` bytes from p to w; None is the coordinator."""
+        pair = self.pairs.get((p, w)) if p is not None and w is not None else None
+        if pair is not None:
+            # size / inf is 0.0; a pair with no bandwidth (one could not reach the other) is never taken.
+            return pair.rtt / 2 + (size / pair.bandwidth if pair.bandwidth > 0 else math.inf)
         ends = [self.workers[i] for i in (p, w) if i is not None]
         rtt = sum(e.rtt for e in ends) / 2
         bandwidth = min((e.bandwidth for e in ends), default=math.inf)
@@ -185,8 +208,8 @@ def _exact(costs: _Costs, objective: str) -> Pipeline | None:
     best: dict[tuple[int, int, int], tuple[float, tuple[tuple[int, int, int], ...]]] = {}
     for w in range(n):
         for b in range(1, s + 1):
-            if costs.fits(w, 0, b):
-                best[(1 << w, w, b)] = (costs.stage(None, w, 0, b), ((w, 0, b),))
+            if costs.fits(w, 0, b) and math.isfinite(first := costs.stage(None, w, 0, b)):
+                best[(1 << w, w, b)] = (first, ((w, 0, b),))
     finals: list[tuple[tuple[int, float, tuple[int, ...]], tuple[tuple[int, int, int], ...]]] = []
     for mask in range(1, 1 << n):  # masks grow, so every state is final before it is extended
         for last in range(n):
@@ -208,6 +231,8 @@ def _exact(costs: _Costs, objective: str) -> Pipeline | None:
                             break
                         key = (mask | 1 << w, w, b)
                         candidate = _combine(objective, value, costs.stage(last, w, a, b))
+                        if not math.isfinite(candidate):
+                            continue  # a link one end could not reach
                         if key not in best or candidate < best[key][0]:
                             best[key] = (candidate, (*chain, (w, a, b)))
     if not finals:

@@ -14,8 +14,9 @@ from google.protobuf import message_factory
 
 from edgeswarm import __version__, codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
-from edgeswarm.channels import open_channel
+from edgeswarm.channels import open_channel, split_address
 from edgeswarm.errors import InvalidRequest, StageUnavailable, from_rpc_error
+from edgeswarm.linkprobe import MAX_PING_BYTES, PEER_PING_BYTES, probe
 from edgeswarm.worker.batching import Batcher
 from edgeswarm.worker.runtime import StageRuntime
 from edgeswarm.worker.shards import ShardStore, ShardWriter, check_digest
@@ -185,6 +186,39 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self, request: worker_pb2.PingRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.PingResponse:
         return worker_pb2.PingResponse(size=len(request.payload))
+
+    async def MeasureLink(
+        self, request: worker_pb2.MeasureLinkRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.LinkFigures:
+        try:
+            split_address(request.address)
+        except ValueError as exc:
+            raise InvalidRequest(f"MeasureLink: {exc}") from exc
+        size = request.payload_bytes or PEER_PING_BYTES
+        if not 0 < size <= MAX_PING_BYTES:
+            raise InvalidRequest(f"MeasureLink: payload_bytes must be 1..{MAX_PING_BYTES}, not {size}")
+        # A channel of its own, closed after: the address comes from the caller, not from a route.
+        async with open_channel(request.address) as channel:
+            stub = worker_pb2_grpc.WorkerStub(channel)
+            timeout = context.time_remaining()
+
+            async def ping(payload: bytes) -> object:
+                return await stub.Ping(worker_pb2.PingRequest(payload=payload), timeout=timeout)
+
+            try:
+                rtt, bandwidth = await probe(ping, size)
+            except grpc.RpcError as exc:
+                why = f"{exc.code().name} {exc.details()}"
+                raise StageUnavailable(
+                    f"worker {self.worker_id[:8]} cannot reach {request.address}: {why}"
+                ) from exc
+        log.info(
+            "link_measured to=%s rtt_ms=%.3f bandwidth_mbps=%.1f",
+            request.address,
+            1000 * rtt,
+            bandwidth / 1e6,
+        )
+        return worker_pb2.LinkFigures(rtt_seconds=rtt, bandwidth=bandwidth)
 
     async def Drain(
         self, request: worker_pb2.DrainRequest, context: grpc.aio.ServicerContext

@@ -230,6 +230,7 @@ class Host:
         self._network = network
         self._cgroups: CpuCgroups | None = None
         self._processes: list[Process] = []
+        self._limited = 0  # htb classes made by slow_between
 
     def __repr__(self) -> str:
         return f"Host({self.name!r}, ns={self.ns!r}, ip={self.ip!r})"
@@ -325,6 +326,25 @@ class Host:
         for ns, dev in self._cable_ends():
             if " tbf " in run("tc", "-n", ns, "qdisc", "show", "dev", dev):
                 run("tc", "-n", ns, "qdisc", "del", "dev", dev, "root")
+
+    def slow_between(self, other: Host, rate_kbit: int) -> None:
+        """Caps only the traffic between this host and `other`, both ways, at `rate_kbit`: on each one's
+        `eth0`, an htb class for packets to the other's address (a u32 filter), the rest unlimited."""
+        for source, target in ((self, other), (other, self)):
+            source._limit_to(target.ip, rate_kbit)
+
+    def _limit_to(self, ip: str, rate_kbit: int) -> None:
+        tc = ("tc", "-n", self.ns)
+        dev = ("dev", HOST_INTERFACE)
+        if " htb " not in run(*tc, "qdisc", "show", *dev):
+            run(*tc, "qdisc", "add", *dev, "root", "handle", "1:", "htb", "default", "1")
+            run(*tc, "class", "add", *dev, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit")
+        self._limited += 1
+        classid = f"1:{1 + self._limited}"
+        rate = f"{rate_kbit}kbit"
+        run(*tc, "class", "add", *dev, "parent", "1:", "classid", classid, "htb", "rate", rate, "ceil", rate)
+        match = ("u32", "match", "ip", "dst", f"{ip}/32", "flowid", classid)
+        run(*tc, "filter", "add", *dev, "parent", "1:", "protocol", "ip", "prio", "1", *match)
 
     def throttle_cpu(self, share: float) -> None:
         """Caps the host's processes, present and future, at `share` of one CPU (0.1: 10 ms per 100 ms)."""

@@ -165,3 +165,33 @@ def test_a_record_that_lies_about_who_answers_is_never_used(shared_fleet: LocalF
         assert "answers as worker" in shared_fleet.log("coordinator")
     finally:
         zc.close()
+
+
+def test_a_worker_times_its_link_to_another_and_refuses_bad_link_requests(shared_fleet: LocalFleet) -> None:
+    import grpc
+
+    from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
+    from edgeswarm.localfleet import free_port
+
+    first, second = (shared_fleet.worker_addresses[n] for n in ("worker1", "worker2"))
+    with grpc.insecure_channel(first) as channel:
+        stub = worker_pb2_grpc.WorkerStub(channel)
+        figures = stub.MeasureLink(worker_pb2.MeasureLinkRequest(address=second), timeout=30)
+        assert 0 < figures.rtt_seconds < 1 and figures.bandwidth > 0
+        for request, code, text in [
+            (worker_pb2.MeasureLinkRequest(address="nowhere"), grpc.StatusCode.INVALID_ARGUMENT, "HOST:PORT"),
+            (
+                worker_pb2.MeasureLinkRequest(address=second, payload_bytes=1 << 30),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "payload_bytes",
+            ),
+            (
+                worker_pb2.MeasureLinkRequest(address=f"127.0.0.1:{free_port()}"),
+                grpc.StatusCode.UNAVAILABLE,
+                "cannot reach",
+            ),
+        ]:
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.MeasureLink(request, timeout=10)
+            assert caught.value.code() == code and text in (caught.value.details() or "")
+    assert "link_measured to=" in shared_fleet.log("worker1")

@@ -69,6 +69,14 @@ def test_a_model_over_every_workers_memory_limit_is_deployed_as_a_pipeline_that_
         chosen = info.plan["chosen"]
         assert chosen["kind"] in ("pipeline", "hybrid")
         assert all(len(p["stages"]) >= 2 for p in chosen["pipelines"])
+        # Every pair of workers timed its link: the planner knew which could be neighbours.
+        links = info.plan["links"]
+        assert sorted(tuple(sorted(link["between"])) for link in links) == [
+            ("worker1", "worker2"),
+            ("worker1", "worker3"),
+            ("worker2", "worker3"),
+        ]
+        assert all(link["rtt_ms"] is not None and link["bandwidth_mbps"] > 0 for link in links)
         # A stage's file is its weights plus the graph's few kilobytes.
         assert all(int(s["size"]) < limit + 65536 for s in info.stages)
         check_bit_exact(client, "enc", path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from edgeswarm.coordinator.planner import (
     ModelProfile,
     NoFit,
+    PeerLink,
     WorkerFigures,
     _Costs,
     best_pipeline,
@@ -33,6 +35,12 @@ def random_instance(
         )
         for i in range(workers)
     ]
+    # Some pairs have a measured link of their own, listed by either end.
+    for a, b in itertools.combinations(range(workers), 2):
+        if rng.random() < 0.4:
+            holder, peer = (a, b) if rng.random() < 0.5 else (b, a)
+            link = PeerLink(figures[peer].id, rng.uniform(0.0, 2.0), rng.uniform(5.0, 500.0))
+            figures[holder] = replace(figures[holder], peers=(*figures[holder].peers, link))
     model = ModelProfile(
         segment_bytes=tuple(rng.randint(1, 6) * 10 for _ in range(segments)),
         boundary_bytes=tuple(rng.randint(1, 100) for _ in range(segments - 1)),
@@ -131,6 +139,25 @@ def test_a_slow_worker_gets_less_work() -> None:
     assert plan(MODEL, [fast, slow]).chosen.kind == "replicas"
 
 
+def test_a_measured_slow_link_keeps_two_workers_from_being_neighbours() -> None:
+    # Four equal workers, none of which holds the model; the first two neighbours' link is made slow.
+    figures = equal_fleet(4, 300, (0.01,) * 6)
+    without = best_pipeline(MODEL, figures)[0]
+    assert without is not None
+    first, second = without.stages[0].worker, without.stages[1].worker
+    slow = PeerLink(second, rtt=0.2, bandwidth=1e4)
+    figures = [replace(f, peers=(slow,)) if f.id == first else f for f in figures]
+    found = best_pipeline(MODEL, figures)[0]
+    assert found is not None
+    neighbours = {frozenset((a.worker, b.worker)) for a, b in itertools.pairwise(found.stages)}
+    assert frozenset((first, second)) not in neighbours
+    assert math.isclose(found.bottleneck, without.bottleneck)
+    # A pair one end could not reach is never taken.
+    w0, w1 = equal_fleet(2, 300, (0.01,) * 6)
+    figures = [replace(w0, peers=(PeerLink(w1.id, rtt=math.inf, bandwidth=0.0),)), w1]
+    assert best_pipeline(MODEL, figures)[0] is None
+
+
 def test_the_latency_objective_takes_the_fastest_route() -> None:
     fast = WorkerFigures("fast", 10**9, (0.01,) * 6)
     slow = WorkerFigures("slow", 10**9, (0.04,) * 6)
@@ -206,5 +233,28 @@ def test_a_fleet_file_gives_figures_from_speed_or_segment_times() -> None:
         segments,
     )
     assert figures[0].seconds == tuple(f / 2e9 for f in segments.flops) and figures[1].memory == 5
+    linked = figures_from(
+        {
+            "workers": [{"name": "a", "memory": 1e9, "gflops": 2}, {"name": "b", "memory": 1e9, "gflops": 2}],
+            "links": [{"between": ["a", "b"], "rtt": 0.05, "bandwidth": 1e6}],
+        },
+        segments,
+    )
+    assert linked[0].peers == (PeerLink("b", 0.05, 1e6),) and linked[1].peers == ()
+    for bad, why in [
+        ([{"between": ["a", "z"]}], "link 1 of the fleet file: needs two different workers"),
+        ([{"between": ["a", "a"]}], "needs two different workers"),
+        ([{"between": ["a", "b"], "bandwidth": 0}], "bandwidth > 0"),
+        ([{"rtt": 1}], "link 1"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            figures_from(
+                {
+                    "workers": [{"name": "a", "memory": 1, "gflops": 1}] * 1
+                    + [{"name": "b", "memory": 1, "gflops": 1}],
+                    "links": bad,
+                },
+                segments,
+            )
     with pytest.raises(ValueError, match="worker 'c' of the fleet file"):
         figures_from({"workers": [{"name": "c", "memory": 1}]}, segments)

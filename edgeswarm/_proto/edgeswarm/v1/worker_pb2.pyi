@@ -206,3 +206,19 @@ class PingResponse(_message.Message):
     SIZE_FIELD_NUMBER: _ClassVar[int]
     size: int
     def __init__(self, size: _Optional[int] = ...) -> None: ...
+
+class MeasureLinkRequest(_message.Message):
+    __slots__ = ("address", "payload_bytes")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    payload_bytes: int
+    def __init__(self, address: _Optional[str] = ..., payload_bytes: _Optional[int] = ...) -> None: ...
+
+class LinkFigures(_message.Message):
+    __slots__ = ("rtt_seconds", "bandwidth")
+    RTT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BANDWIDTH_FIELD_NUMBER: _ClassVar[int]
+    rtt_seconds: float
+    bandwidth: float
+    def __init__(self, rtt_seconds: _Optional[float] = ..., bandwidth: _Optional[float] = ...) -> None: ...

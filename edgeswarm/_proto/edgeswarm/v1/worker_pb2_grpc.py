@@ -74,6 +74,11 @@ class WorkerStub:
                 request_serializer=edgeswarm_dot_v1_dot_worker__pb2.PingRequest.SerializeToString,
                 response_deserializer=edgeswarm_dot_v1_dot_worker__pb2.PingResponse.FromString,
                 _registered_method=True)
+        self.MeasureLink = channel.unary_unary(
+                '/edgeswarm.v1.Worker/MeasureLink',
+                request_serializer=edgeswarm_dot_v1_dot_worker__pb2.MeasureLinkRequest.SerializeToString,
+                response_deserializer=edgeswarm_dot_v1_dot_worker__pb2.LinkFigures.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -134,6 +139,14 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MeasureLink(self, request, context):
+        """Times this worker's link to another worker (pings it): the coordinator asks, to plan which
+        workers may be pipeline neighbours.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -176,6 +189,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Ping,
                     request_deserializer=edgeswarm_dot_v1_dot_worker__pb2.PingRequest.FromString,
                     response_serializer=edgeswarm_dot_v1_dot_worker__pb2.PingResponse.SerializeToString,
+            ),
+            'MeasureLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.MeasureLink,
+                    request_deserializer=edgeswarm_dot_v1_dot_worker__pb2.MeasureLinkRequest.FromString,
+                    response_serializer=edgeswarm_dot_v1_dot_worker__pb2.LinkFigures.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +412,33 @@ class Worker:
             '/edgeswarm.v1.Worker/Ping',
             edgeswarm_dot_v1_dot_worker__pb2.PingRequest.SerializeToString,
             edgeswarm_dot_v1_dot_worker__pb2.PingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MeasureLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeswarm.v1.Worker/MeasureLink',
+            edgeswarm_dot_v1_dot_worker__pb2.MeasureLinkRequest.SerializeToString,
+            edgeswarm_dot_v1_dot_worker__pb2.LinkFigures.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,58 @@
+"""Links between workers are measured and planned for: two workers whose link to each other is slow
+are not made pipeline neighbours, although each one's link to the coordinator is fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeswarm.client import Client
+from edgeswarm.coordinator import zoo
+from edgeswarm.coordinator.costs import tensor_nbytes
+from tests.conftest import reference
+from tests.fleet.netns import Network
+from tests.fleet.swarm import NetFleet
+
+pytestmark = pytest.mark.fleet
+
+# 4 Mbit/s: the encoder's 98 KB boundary then takes ~0.2 s, ten times a stage's compute.
+SLOW_KBIT = 4000
+
+
+def test_workers_with_a_slow_link_between_them_are_not_neighbours(network: Network, tmp_path: Path) -> None:
+    model = zoo.transformer_encoder(layers=4, d_model=384, heads=6, d_ff=1536, seq=64)
+    path = tmp_path / "encoder.onnx"
+    onnx.save(model, str(path))
+    weights = sum(tensor_nbytes(i) for i in model.graph.initializer)
+    # No worker holds the whole model, so it must be a pipeline; any two workers together hold it.
+    env = {"EDGESWARM_WORKER_MEMORY_LIMIT": str(int(weights * 0.6))}
+    fleet = NetFleet(network, tmp_path / "fleet", workers=3, mqtt=False, env=env)
+    hosts = fleet.worker_hosts
+    # worker1 is the fastest, so a planner blind to links between workers would put it in the
+    # pipeline; but its links to both others are slow, and only worker2 -> worker3 (or back) is fast.
+    hosts["worker2"].throttle_cpu(0.5)
+    hosts["worker3"].throttle_cpu(0.5)
+    hosts["worker1"].slow_between(hosts["worker2"], SLOW_KBIT)
+    hosts["worker1"].slow_between(hosts["worker3"], SLOW_KBIT)
+    fleet.start()
+    fleet.wait_ready()
+    with Client(fleet.coordinator_address) as client:
+        info = client.deploy(path, "enc", timeout=300)
+        inputs = zoo.sample_inputs(model, batch=1)
+        got = client.infer("enc", inputs, timeout=60)
+    assert info.plan is not None
+    chosen = info.plan["chosen"]
+    routes = [[stage["worker"] for stage in p["stages"]] for p in chosen["pipelines"]]
+    print(f"\nlinks {json.dumps(info.plan['links'])}")
+    print(f"chosen {chosen['kind']}: {routes}, predicted {chosen['predicted_rps']:.1f} req/s")
+    links = {tuple(sorted(link["between"])): link for link in info.plan["links"]}
+    for pair in [("worker1", "worker2"), ("worker1", "worker3")]:
+        assert links[pair]["bandwidth_mbps"] < 1.0, links  # 4 Mbit/s is 0.5 MB/s
+    assert links[("worker2", "worker3")]["bandwidth_mbps"] > 5.0, links
+    assert chosen["kind"] == "pipeline" and sorted(routes[0]) == ["worker2", "worker3"], routes
+    want = reference(path, inputs)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
