@@ -61,7 +61,19 @@ def status_tables(report: StatusReport) -> list[Table]:
                 _workers_cell(s["workers"], s.get("recent_ms", [])),
                 predicted,
             )
-    return [workers, models]
+    if not report.links:
+        return [workers, models]
+    names = {w["id"]: w["name"] for w in report.workers}
+    links = Table(title="links between workers")
+    for column in ("between", "rtt ms", "bandwidth MB/s"):
+        links.add_column(column)
+    for link in report.links:
+        between = " - ".join(names.get(link[end], link[end][:8]) for end in ("from_id", "to_id"))
+        if link["reachable"]:
+            links.add_row(between, f"{float(link['rtt_ms']):.2f}", f"{float(link['bandwidth_mbps']):.1f}")
+        else:
+            links.add_row(between, "unreachable", "-")
+    return [workers, models, links]
 
 
 def print_status(report: StatusReport, console: Console | None = None) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +45,8 @@ class StatusReport:
     version: str
     workers: list[dict[str, Any]]
     models: list[dict[str, Any]]
+    # Links between workers as last timed for planning: from_id, to_id, rtt_ms, bandwidth_mbps, reachable.
+    links: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _as_dict(message: Any) -> dict[str, Any]:
@@ -206,6 +208,7 @@ class AsyncClient:
             version=response.version,
             workers=[_as_dict(w) for w in response.workers],
             models=[_as_dict(m) for m in response.models],
+            links=[_as_dict(link) for link in response.links],
         )
 
 

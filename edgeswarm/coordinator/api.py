@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -199,6 +200,17 @@ class ControlService(control_pb2_grpc.ControlServicer):
             version=__version__,
             workers=workers,
             models=[model_status(p, self._recent) for p in self.deployer.plans.values()],
+            links=[
+                control_pb2.LinkStatus(
+                    from_id=a,
+                    to_id=b,
+                    rtt_ms=1000 * pair.rtt if reachable else 0.0,
+                    bandwidth_mbps=pair.bandwidth / 1e6 if reachable else 0.0,
+                    reachable=reachable,
+                )
+                for (a, b), pair in sorted(self.deployer.measurer.pairs.items())
+                for reachable in (math.isfinite(pair.rtt),)
+            ],
         )
 
     def _recent(self, model: str, worker: str) -> float:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -11,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from rich.console import Console
 
 from edgeswarm.client import Client, PlacementError
 from edgeswarm.coordinator import zoo
 from edgeswarm.coordinator.costs import tensor_nbytes
 from edgeswarm.loadgen import Load
 from edgeswarm.localfleet import wait_until
+from edgeswarm.tables import print_status
 from tests.conftest import reference
 
 pytestmark = pytest.mark.integration
@@ -46,6 +50,13 @@ def test_a_model_that_fits_everywhere_on_equal_workers_is_deployed_as_replicas( 
     model = next(m for m in report.models if m["name"] == "enc")
     assert model["objective"] == "throughput" and float(model["predicted_rps"]) > 0
     assert all(float(w["calibration_gflops"]) > 0 and float(w["rtt_ms"]) > 0 for w in report.workers)
+    # The link between every pair of the three, as timed for the plan, is in the status too.
+    assert len(report.links) == 3
+    assert all(link["reachable"] and float(link["bandwidth_mbps"]) > 0 for link in report.links)
+    shown = io.StringIO()
+    print_status(report, Console(file=shown, width=200))
+    assert "links between workers" in shown.getvalue()
+    assert len(re.findall(r"worker\d - worker\d", shown.getvalue())) == 3
     planned = subprocess.run(
         [*CLI, "plan", str(path), "--json", "--coordinator", fleet.coordinator_address],
         capture_output=True,

@@ -127,16 +127,32 @@ class ModelStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., mode: _Optional[str] = ..., ready: _Optional[bool] = ..., stages: _Optional[_Iterable[_Union[StageStatus, _Mapping]]] = ..., objective: _Optional[str] = ..., predicted_rps: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("fleet", "version", "workers", "models")
+    __slots__ = ("fleet", "version", "workers", "models", "links")
     FLEET_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
     fleet: str
     version: str
     workers: _containers.RepeatedCompositeFieldContainer[WorkerStatus]
     models: _containers.RepeatedCompositeFieldContainer[ModelStatus]
-    def __init__(self, fleet: _Optional[str] = ..., version: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
+    links: _containers.RepeatedCompositeFieldContainer[LinkStatus]
+    def __init__(self, fleet: _Optional[str] = ..., version: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ...) -> None: ...
+
+class LinkStatus(_message.Message):
+    __slots__ = ("from_id", "to_id", "rtt_ms", "bandwidth_mbps", "reachable")
+    FROM_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_ID_FIELD_NUMBER: _ClassVar[int]
+    RTT_MS_FIELD_NUMBER: _ClassVar[int]
+    BANDWIDTH_MBPS_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    from_id: str
+    to_id: str
+    rtt_ms: float
+    bandwidth_mbps: float
+    reachable: bool
+    def __init__(self, from_id: _Optional[str] = ..., to_id: _Optional[str] = ..., rtt_ms: _Optional[float] = ..., bandwidth_mbps: _Optional[float] = ..., reachable: _Optional[bool] = ...) -> None: ...
 
 class DrainWorkerRequest(_message.Message):
     __slots__ = ("worker",)
