@@ -93,6 +93,10 @@ class CoordinatorSettings(_Settings):
     # placed by measurement is re-planned when a worker's calibration moved by more than 30%.
     # 0: only when a worker (re)joins.
     describe_interval: float = 10.0
+    # Up to this many live workers, the link between every pair is timed when a model is planned
+    # (n(n-1)/2 timings, one at a time); beyond, only the pairs that a plan makes pipeline
+    # neighbours, planning again with what they show.
+    pair_workers: int = 8
     # A worker down this long has its work re-planned onto the others.
     replan_grace: float = 10.0
     # How often deployed models are checked against the live fleet (re-plan, or use a worker back).

@@ -23,7 +23,7 @@ from edgeswarm.coordinator.members import Link, Members
 from edgeswarm.coordinator.partition import PartitionError, StagePart, balanced_cuts, split
 from edgeswarm.coordinator.placement import fit_shape, place, shape_of
 from edgeswarm.coordinator.plan_report import report
-from edgeswarm.coordinator.planner import OBJECTIVES, Layout, NoFit, PlanResult
+from edgeswarm.coordinator.planner import OBJECTIVES, Layout, NoFit, PlanResult, neighbours
 from edgeswarm.coordinator.planner import plan as plan_layout
 from edgeswarm.coordinator.routing import stages_without_workers
 from edgeswarm.coordinator.segments import Segments, segments_of
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 # Longest wait for a replaced plan's requests to finish before its stages are unloaded.
 RETIRE_WAIT_S = 60.0
+# Plans at most, in a fleet too large to time every link between workers, to time its neighbours' links.
+NEIGHBOUR_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -280,9 +282,20 @@ class Deployer:
             segments = await asyncio.to_thread(segments_of, model, inputs)
         except PartitionError as exc:
             raise InvalidRequest(f"model {name!r} cannot be cut into segments: {exc}") from exc
-        figures = await self.measurer.figures(segments, inputs, live)
+        pair_workers = self.members.settings.pair_workers
+        figures = await self.measurer.figures(segments, inputs, live, pair_workers)
         try:
             result = await asyncio.to_thread(plan_layout, segments.profile, figures, objective)
+            # In a larger fleet, time the links between the workers the plan makes neighbours, and plan
+            # again with them, until a plan's neighbours are all timed.
+            for _ in range(NEIGHBOUR_ROUNDS if len(live) > pair_workers else 0):
+                timed = {(f.id, p.peer) for f in figures for p in f.peers}
+                untimed = [pair for pair in neighbours(result.chosen) if pair not in timed]
+                if not untimed:
+                    break
+                log.info("planning_again model=%s timing_neighbour_links=%d", name, len(untimed))
+                figures = await self.measurer.with_pairs(figures, untimed)
+                result = await asyncio.to_thread(plan_layout, segments.profile, figures, objective)
         except NoFit as exc:
             raise PlacementError(f"model {name!r}: {exc}") from exc
         names = {w.info.id: w.info.name for w in self.members.view.workers}

@@ -9,8 +9,8 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import grpc
 import numpy as np
@@ -32,8 +32,6 @@ CLASS_TOLERANCE = 1.15
 # A worker whose calibration moved by more than this fraction since a plan was made has drifted.
 DRIFT_TOLERANCE = 0.3
 LINK_TTL_S = 300.0
-# Up to this many workers, the link between every pair is timed (as many as the exact search covers).
-PAIR_WORKERS = 8
 PROFILE_REPEATS = 5
 # Timed seconds of back-to-back trivial calls, after untimed warm-up ones: as a worker's segment
 # profiling (worker/capacity.py), ten periods of a CPU quota once the quota left from before is used.
@@ -90,6 +88,12 @@ class PairLink:
     measured_at: float
 
 
+def _merged(known: Sequence[PeerLink], timed: Sequence[PeerLink]) -> tuple[PeerLink, ...]:
+    """`known` links with those `timed` again replaced."""
+    fresh = {link.peer for link in timed}
+    return (*(link for link in known if link.peer not in fresh), *timed)
+
+
 class Measurer:
     """`stub_of(worker)` is the worker's gRPC stub; `describe(worker)` its last Describe answer;
     `address_of(worker)` the host:port other workers reach it at."""
@@ -110,9 +114,14 @@ class Measurer:
         self._segments: dict[tuple[str, str], list[float]] = {}
 
     async def figures(
-        self, segments: Segments, inputs: Mapping[str, np.ndarray], workers: Sequence[str]
+        self,
+        segments: Segments,
+        inputs: Mapping[str, np.ndarray],
+        workers: Sequence[str],
+        pair_workers: int = 8,
     ) -> list[WorkerFigures]:
-        """Each worker's memory, segment times (measured on one worker of its class) and link."""
+        """Each worker's memory, segment times (measured on one worker of its class) and link to the
+        coordinator; and, for up to `pair_workers` workers, the link between every pair."""
         descriptions = {w: self._describe(w) or worker_pb2.WorkerDescription() for w in workers}
         calibrations = {w: d.calibration_gflops for w, d in descriptions.items()}
         model_key = hashlib.sha256(
@@ -127,14 +136,7 @@ class Measurer:
         links = dict(
             zip(workers, await asyncio.gather(*(self.link(w, boundary) for w in workers)), strict=True)
         )
-        # One pair at a time, so that no two timings share a link. Beyond PAIR_WORKERS a pair's link is
-        # estimated from each end's link to the coordinator.
-        pairs: dict[tuple[str, str], PairLink] = {}
-        if len(workers) <= PAIR_WORKERS:
-            for a, b in itertools.combinations(sorted(workers), 2):
-                if (pair := await self.pair(a, b)) is not None:
-                    pairs[(a, b)] = pair
-        return [
+        figures = [
             WorkerFigures(
                 id=w,
                 memory=descriptions[w].memory_limit,
@@ -143,16 +145,31 @@ class Measurer:
                 # The overhead, a round trip through a trivial stage, already holds the round trip.
                 rtt=0.0,
                 overhead=link.overhead,
-                peers=tuple(
-                    # Likewise, what a neighbour's round trip adds is what it takes beyond the coordinator's.
-                    PeerLink(other, max(pair.rtt - link.rtt, 0.0), pair.bandwidth)
-                    for (a, b), pair in pairs.items()
-                    if w in (a, b)
-                    for other in (b if w == a else a,)
-                ),
             )
             for w, link in links.items()
         ]
+        if len(workers) <= pair_workers:
+            figures = await self.with_pairs(figures, itertools.combinations(sorted(workers), 2))
+        return figures
+
+    async def with_pairs(
+        self, figures: Sequence[WorkerFigures], pairs: Iterable[tuple[str, str]]
+    ) -> list[WorkerFigures]:
+        """`figures` (as `figures` gave them) with the links between `pairs` of workers, timed one pair
+        at a time so that no two timings share a link."""
+        timed: dict[str, list[PeerLink]] = {}
+        for a, b in pairs:
+            a, b = sorted((a, b))
+            pair = await self.pair(a, b)
+            if pair is None:
+                continue
+            # As a call's overhead holds the round trip to the coordinator, what a neighbour's round
+            # trip adds is what it takes beyond that.
+            own = [link.rtt for link in (self.links.get(a), self.links.get(b)) if link is not None]
+            extra = max(pair.rtt - sum(own) / max(len(own), 1), 0.0)
+            for end, other in ((a, b), (b, a)):
+                timed.setdefault(end, []).append(PeerLink(other, extra, pair.bandwidth))
+        return [replace(f, peers=_merged(f.peers, timed.get(f.id, []))) for f in figures]
 
     async def _class_times(
         self, model_key: str, worker: str, segments: Segments, inputs: Mapping[str, np.ndarray]

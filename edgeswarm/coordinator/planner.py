@@ -120,6 +120,11 @@ class PlanResult:
     notes: tuple[str, ...] = field(default=())
 
 
+def neighbours(layout: Layout) -> list[tuple[str, str]]:
+    """Each pair of workers that a pipeline of `layout` runs one after the other, in order."""
+    return [(a.worker, b.worker) for p in layout.pipelines for a, b in itertools.pairwise(p.stages)]
+
+
 class NoFit(ValueError):
     """No layout of the fleet holds the model within the workers' memory."""
 

@@ -17,6 +17,7 @@ from edgeswarm.coordinator.planner import (
     WorkerFigures,
     _Costs,
     best_pipeline,
+    neighbours,
     plan,
 )
 
@@ -156,6 +157,19 @@ def test_a_measured_slow_link_keeps_two_workers_from_being_neighbours() -> None:
     w0, w1 = equal_fleet(2, 300, (0.01,) * 6)
     figures = [replace(w0, peers=(PeerLink(w1.id, rtt=math.inf, bandwidth=0.0),)), w1]
     assert best_pipeline(MODEL, figures)[0] is None
+
+
+def test_neighbours_are_the_consecutive_stages_of_each_pipeline() -> None:
+    from edgeswarm.coordinator.planner import Layout, Pipeline, Stage
+
+    layout = Layout(
+        "hybrid",
+        (
+            Pipeline((Stage("r", 0, 5, 1.0),)),
+            Pipeline((Stage("a", 0, 1, 1.0), Stage("b", 2, 3, 1.0), Stage("c", 4, 5, 1.0))),
+        ),
+    )
+    assert neighbours(layout) == [("a", "b"), ("b", "c")]
 
 
 def test_the_latency_objective_takes_the_fastest_route() -> None:
