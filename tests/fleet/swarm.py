@@ -7,7 +7,11 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+import onnx
+
 from edgeswarm.client import StatusReport
+from edgeswarm.coordinator import zoo
+from edgeswarm.coordinator.costs import tensor_nbytes
 from edgeswarm.localfleet import status_of, up_workers_of
 from tests.fleet.netns import Host, Network, Process, wait_until
 from tests.mosquitto import mosquitto_binary
@@ -110,3 +114,13 @@ class NetFleet:
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def pipeline_encoder(directory: Path) -> tuple[onnx.ModelProto, Path, dict[str, str]]:
+    """A 4-layer d_model 384 encoder (~28 MB) saved in `directory`, and the workers' environment that
+    lets none hold more than 60% of its weights: any plan is a pipeline, any two workers hold it."""
+    model = zoo.transformer_encoder(layers=4, d_model=384, heads=6, d_ff=1536, seq=64)
+    path = directory / "encoder.onnx"
+    onnx.save(model, str(path))
+    weights = sum(tensor_nbytes(i) for i in model.graph.initializer)
+    return model, path, {"EDGESWARM_WORKER_MEMORY_LIMIT": str(int(weights * 0.6))}

@@ -8,18 +8,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from edgeswarm.client import Client
 from edgeswarm.coordinator import zoo
-from edgeswarm.coordinator.costs import tensor_nbytes
 from edgeswarm.coordinator.segments import segments_of
 from edgeswarm.loadgen import Load
 from edgeswarm.localfleet import wait_until
 from tests.conftest import reference
 from tests.fleet.netns import Network
-from tests.fleet.swarm import NetFleet
+from tests.fleet.swarm import NetFleet, pipeline_encoder
 
 pytestmark = pytest.mark.fleet
 
@@ -31,12 +29,8 @@ WINDOW_S = 5.0
 
 
 def test_the_plan_follows_measured_speed_and_predicts_throughput(network: Network, tmp_path: Path) -> None:
-    model = zoo.transformer_encoder(layers=4, d_model=384, heads=6, d_ff=1536, seq=64)
-    path = tmp_path / "encoder.onnx"
-    onnx.save(model, str(path))
-    weights = sum(tensor_nbytes(i) for i in model.graph.initializer)
     # No worker may hold more than 60% of the weights: the model must be a pipeline.
-    env = {"EDGESWARM_WORKER_MEMORY_LIMIT": str(int(weights * 0.6))}
+    model, path, env = pipeline_encoder(tmp_path)
     fleet = NetFleet(network, tmp_path / "fleet", workers=3, mqtt=False, env=env)
     for name, share in SHARES.items():
         fleet.worker_hosts[name].throttle_cpu(share)
@@ -100,12 +94,9 @@ def stage_bytes(fleet: NetFleet, model: str) -> tuple[str, dict[str, int]]:
 def test_a_worker_slowed_after_the_deploy_is_measured_again_and_given_less_work(
     network: Network, tmp_path: Path
 ) -> None:
-    model = zoo.transformer_encoder(layers=4, d_model=384, heads=6, d_ff=1536, seq=64)
-    path = tmp_path / "encoder.onnx"
-    onnx.save(model, str(path))
-    weights = sum(tensor_nbytes(i) for i in model.graph.initializer)
+    model, path, env = pipeline_encoder(tmp_path)
     env = {
-        "EDGESWARM_WORKER_MEMORY_LIMIT": str(int(weights * 0.6)),
+        **env,
         "EDGESWARM_WORKER_RECALIBRATE_INTERVAL": "2",
         "EDGESWARM_COORDINATOR_DESCRIBE_INTERVAL": "0.5",
     }

@@ -7,15 +7,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from edgeswarm.client import Client
 from edgeswarm.coordinator import zoo
-from edgeswarm.coordinator.costs import tensor_nbytes
 from tests.conftest import reference
 from tests.fleet.netns import Network
-from tests.fleet.swarm import NetFleet
+from tests.fleet.swarm import NetFleet, pipeline_encoder
 
 pytestmark = pytest.mark.fleet
 
@@ -29,15 +27,9 @@ SLOW_KBIT = 4000
 def test_workers_with_a_slow_link_between_them_are_not_neighbours(
     network: Network, tmp_path: Path, pair_workers: str
 ) -> None:
-    model = zoo.transformer_encoder(layers=4, d_model=384, heads=6, d_ff=1536, seq=64)
-    path = tmp_path / "encoder.onnx"
-    onnx.save(model, str(path))
-    weights = sum(tensor_nbytes(i) for i in model.graph.initializer)
     # No worker holds the whole model, so it must be a pipeline; any two workers together hold it.
-    env = {
-        "EDGESWARM_WORKER_MEMORY_LIMIT": str(int(weights * 0.6)),
-        "EDGESWARM_COORDINATOR_PAIR_WORKERS": pair_workers,
-    }
+    model, path, env = pipeline_encoder(tmp_path)
+    env = {**env, "EDGESWARM_COORDINATOR_PAIR_WORKERS": pair_workers}
     fleet = NetFleet(network, tmp_path / "fleet", workers=3, mqtt=False, env=env)
     hosts = fleet.worker_hosts
     # worker1 is the fastest, so a planner blind to links between workers would put it in the
