@@ -37,7 +37,7 @@ PROFILE_REPEATS = 5
 # profiling (worker/capacity.py), ten periods of a CPU quota once the quota left from before is used.
 OVERHEAD_S = 1.0
 OVERHEAD_WARM_UP_S = 0.25
-PAIR_TIMEOUT_S = 30.0
+PAIR_TIMEOUT_S = 10.0
 
 
 async def chunks(sha256: str, data: bytes) -> AsyncIterator[worker_pb2.ShardChunk]:
@@ -155,8 +155,8 @@ class Measurer:
     async def with_pairs(
         self, figures: Sequence[WorkerFigures], pairs: Iterable[tuple[str, str]]
     ) -> list[WorkerFigures]:
-        """`figures` (as `figures` gave them) with the links between `pairs` of workers, timed one pair
-        at a time so that no two timings share a link."""
+        """`figures` with the links between `pairs` of workers added, timed one pair at a time so that
+        no two timings share a link."""
         timed: dict[str, list[PeerLink]] = {}
         for a, b in pairs:
             a, b = sorted((a, b))
@@ -264,10 +264,10 @@ class Measurer:
 
     async def pair(self, a: str, b: str) -> PairLink | None:
         """The link between workers `a` and `b` (a < b), as `a` times it by pinging `b`; cached for
-        LINK_TTL_S. One that cannot reach the other gets an infinite round trip, which no plan takes;
-        None when `a` cannot time links."""
+        LINK_TTL_S. One that cannot reach the other gets an infinite round trip, which no plan takes
+        (kept for `status`, but timed again at the next plan); None when `a` cannot time links."""
         known = self.pairs.get((a, b))
-        if known is not None and self.clock() - known.measured_at < LINK_TTL_S:
+        if known is not None and math.isfinite(known.rtt) and self.clock() - known.measured_at < LINK_TTL_S:
             return known
         request = worker_pb2.MeasureLinkRequest(address=self._address_of(b))
         try:
@@ -278,6 +278,8 @@ class Measurer:
                 return None
             log.warning("pair_unreachable from=%s to=%s error=%r", a[:8], b[:8], from_rpc_error(exc).message)
             pair = PairLink(math.inf, 0.0, self.clock())
+            self.pairs[(a, b)] = pair
+            return pair
         log.info(
             "pair_measured from=%s to=%s rtt_ms=%.3f bandwidth_mbps=%.1f",
             a[:8], b[:8], 1000 * pair.rtt, pair.bandwidth / 1e6,

@@ -1,6 +1,14 @@
-"""The pure parts of measurement: machine classes by calibration, and drift of a worker's figures."""
+"""Measurement: machine classes by calibration, drift of a worker's figures (pure), and the cache of
+links between workers (against a scripted worker)."""
 
-from edgeswarm.coordinator.measure import DRIFT_TOLERANCE, drifted, machine_classes
+import asyncio
+import math
+
+import grpc
+import pytest
+
+from edgeswarm._proto.edgeswarm.v1 import worker_pb2
+from edgeswarm.coordinator.measure import DRIFT_TOLERANCE, LINK_TTL_S, Measurer, drifted, machine_classes
 
 
 def test_workers_within_15_percent_of_the_slowest_of_a_class_share_it() -> None:
@@ -17,3 +25,54 @@ def test_drift_is_a_move_of_more_than_the_tolerance_either_way() -> None:
 
 def test_an_unknown_figure_never_counts_as_drift() -> None:
     assert drifted({"a": 0.0, "b": 50.0}, {"a": 80.0, "b": 0.0}) == {}
+
+
+class Refused(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return f"refused with {self._code.name}"
+
+
+class FakeWorker:
+    """MeasureLink answers from a script: figures, or an error to raise."""
+
+    def __init__(self, *answers: object) -> None:
+        self.answers = list(answers)
+        self.asked: list[str] = []
+
+    async def MeasureLink(self, request: worker_pb2.MeasureLinkRequest, timeout: float) -> object:
+        self.asked.append(request.address)
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+def test_a_pair_is_cached_unless_one_end_could_not_reach_the_other() -> None:
+    fast = worker_pb2.LinkFigures(rtt_seconds=0.001, bandwidth=1e8)
+    worker = FakeWorker(
+        fast, Refused(grpc.StatusCode.UNAVAILABLE), fast, Refused(grpc.StatusCode.UNIMPLEMENTED)
+    )
+    now = [0.0]
+    measurer = Measurer(lambda w: worker, lambda w: None, lambda w: f"{w}:1", clock=lambda: now[0])
+
+    async def scenario() -> None:
+        first = await measurer.pair("a", "b")
+        assert first is not None and first.rtt == 0.001
+        assert await measurer.pair("a", "b") is first  # cached
+        cut = await measurer.pair("a", "c")
+        assert cut is not None and cut.rtt == math.inf and measurer.pairs[("a", "c")] is cut
+        again = await measurer.pair("a", "c")  # an unreachable pair is timed again
+        assert again is not None and again.rtt == 0.001
+        assert await measurer.pair("a", "d") is None  # a worker without MeasureLink: estimate
+        now[0] = LINK_TTL_S + 1
+        with pytest.raises(IndexError):  # expired: asked again (and the script is out of answers)
+            await measurer.pair("a", "b")
+
+    asyncio.run(scenario())
+    assert worker.asked == ["b:1", "c:1", "c:1", "d:1", "b:1"]
