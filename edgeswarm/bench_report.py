@@ -69,12 +69,14 @@ def tables(results: dict[str, Any]) -> str:
     for r in results["per_hop"]:
         figures = f"{r['per_hop_ms']:.3f} | {r['raw_grpc_round_trip_ms']:.3f} | {r['vs_raw']:.2f}x"
         out.append(f"| {r['bytes'] // 1024} KiB | {figures} |")
-    out += ["", "| model | layout | in flight | req/s | bound req/s | vs bound | p50 ms | p99 ms |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    out += ["", "| model | layout | in flight | req/s | bound req/s | vs bound | p50 ms | p99 ms "
+            "| CPU ms per request | cores' bound req/s | vs cores' bound |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for r in results["throughput"]:
         out.append(
             f"| {r['model']} | {r['layout']} | {r['in_flight']} | {r['rps']:.1f} | {r['bound_rps']:.1f} "
-            f"| {r['vs_bound']:.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |"
+            f"| {r['vs_bound']:.2f}x | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_ms_per_request']:.2f} "
+            f"| {r['cpu_bound_rps']:.1f} | {r['vs_cpu_bound']:.2f}x |"
         )
     c = results["coordinator"]
     out += ["", "| tiny model | req/s (16 in flight) | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]

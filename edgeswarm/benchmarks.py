@@ -130,6 +130,22 @@ async def _closed_loop(
     return len(latencies) / (time.perf_counter() - begin), latencies
 
 
+def _cpu_seconds(fleet: LocalFleet) -> float:
+    """CPU time (user + system) used so far by the fleet's processes and by this one (the client)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = sum(os.times()[:2])
+    for process in [fleet.coordinator, *fleet.workers.values()]:
+        if process is None:
+            continue
+        try:
+            # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def _save(model: onnx.ModelProto, folder: Path, name: str) -> Path:
     path = folder / f"{name}.onnx"
     onnx.save(model, str(path))
@@ -242,16 +258,24 @@ def throughput(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict
             else:  # the deployer cuts a fixed-shape pipeline with balanced_cuts
                 bound = 1000 / max(_stage_ms(model, balanced_cuts(model, 2), inputs, settings.requests))
 
-            async def run() -> tuple[float, list[float]]:
+            async def run() -> tuple[float, list[float], float]:
                 async with AsyncClient(fleet.coordinator_address) as aclient:
-                    return await _closed_loop(
+                    cpu = _cpu_seconds(fleet)
+                    rps, latencies = await _closed_loop(
                         lambda: aclient.infer("tp", inputs, timeout=60), 4, settings.seconds
                     )
+                    # Includes the closed loop's warm-up, at the same rate.
+                    requests = rps * (settings.seconds + min(WARM_UP_S, settings.seconds / 4))
+                    return rps, latencies, 1000 * (_cpu_seconds(fleet) - cpu) / max(requests, 1)
 
-            rps, latencies = asyncio.run(run())
+            rps, latencies, cpu_ms = asyncio.run(run())
+            # What this machine's cores could serve at that CPU cost per request, counting the
+            # coordinator's and the client's share.
+            cpu_bound = len(os.sched_getaffinity(0)) * 1000 / cpu_ms
             rows.append(
                 {"model": label, "layout": layout, "in_flight": 4, "rps": rps, "bound_rps": bound,
-                 "vs_bound": rps / bound, "p50_ms": _p(latencies, 50), "p99_ms": _p(latencies, 99)}
+                 "vs_bound": rps / bound, "p50_ms": _p(latencies, 50), "p99_ms": _p(latencies, 99),
+                 "cpu_ms_per_request": cpu_ms, "cpu_bound_rps": cpu_bound, "vs_cpu_bound": rps / cpu_bound}
             )  # fmt: skip
     return rows
 

@@ -28,11 +28,12 @@ def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
         *(f["vs_ort"] for row in results["latency"] for f in row["layouts"].values()),
         *(r["vs_raw"] for r in results["per_hop"]),
         *(r["vs_bound"] for r in results["throughput"]),
+        *(r["vs_cpu_bound"] for r in results["throughput"]),
         results["coordinator"]["via_coordinator"]["rps"],
         results["coordinator"]["direct"]["rps"],
         results["data_path"]["coordinator_bytes_per_request"],
     ]
-    assert len(figures) == 3 + 3 + 3 + 2 + 1
+    assert len(figures) == 3 + 3 + 3 + 3 + 2 + 1
     assert all(math.isfinite(f) and f > 0 for f in figures)
     assert chart.stat().st_size > 10_000 and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| tiny model |" in done.stdout
