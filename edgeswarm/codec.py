@@ -6,6 +6,7 @@ element by element: ``numpy.frombuffer`` views the received bytes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -53,17 +54,23 @@ def to_bytes(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array, dtype=wire).tobytes()
 
 
-def from_bytes(name: str, datatype: str, shape: Sequence[int], data: bytes) -> np.ndarray:
-    """An array viewing `data`; InvalidRequest if the byte count does not match the shape."""
+def check_size(name: str, datatype: str, shape: Sequence[int], data: bytes) -> np.dtype:
+    """The datatype's dtype; InvalidRequest if a dimension is negative or the byte count does not
+    match the shape. Plain integer arithmetic: the coordinator checks every tensor it passes on."""
     dtype = dtype_of(datatype)
     if any(d < 0 for d in shape):
         raise InvalidRequest(f"tensor {name!r}: negative dimension in shape {list(shape)}")
-    count = int(np.prod(shape, dtype=np.int64))
-    expected = count * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         raise InvalidRequest(
             f"tensor {name!r}: {datatype} shape {list(shape)} needs {expected} bytes, got {len(data)}"
         )
+    return dtype
+
+
+def from_bytes(name: str, datatype: str, shape: Sequence[int], data: bytes) -> np.ndarray:
+    """An array viewing `data`; InvalidRequest if the byte count does not match the shape."""
+    dtype = check_size(name, datatype, shape, data)
     return np.frombuffer(data, dtype=dtype).reshape(tuple(shape))
 
 

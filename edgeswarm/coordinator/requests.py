@@ -69,7 +69,7 @@ def input_tensors(model: str, signature: Signature, request: pb.ModelInferReques
         shape = list(given.shape)
         check_shape(model, spec, shape)
         data = raw[i] if raw else _from_contents(given)
-        codec.from_bytes(given.name, given.datatype, shape, data)  # checks the byte count
+        codec.check_size(given.name, given.datatype, shape, data)
         tensors.append(tensor_pb2.Tensor(name=given.name, datatype=given.datatype, shape=shape, data=data))
     missing = [t for t in signature.inputs if t.name not in seen]
     if missing:
@@ -116,6 +116,6 @@ def check_outputs(
                 f"declared {describe(spec)}"
             )
         try:
-            codec.from_bytes(tensor.name, tensor.datatype, shape, tensor.data)
+            codec.check_size(tensor.name, tensor.datatype, shape, tensor.data)
         except InvalidRequest as exc:
             raise InternalError(f"model {model!r}: {exc.message}") from exc
