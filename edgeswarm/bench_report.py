@@ -25,26 +25,15 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=8)
     ax = axes[0][1]
     hops = results["per_hop"]
-    labels = [f"{r['bytes'] // 1024} KiB" for r in hops]
-    ax.bar([i - 0.2 for i in range(len(hops))], [r["per_hop_ms"] for r in hops], 0.4, label="per hop")
-    ax.bar(
-        [i + 0.2 for i in range(len(hops))],
-        [r["raw_grpc_round_trip_ms"] for r in hops],
-        0.4,
-        label="raw gRPC",
-    )
-    ax.set_xticks(range(len(hops)), labels)
+    _bar_pairs(ax, hops, ("per_hop_ms", "per hop"), ("raw_grpc_round_trip_ms", "raw gRPC"))
+    ax.set_xticks(range(len(hops)), [f"{r['bytes'] // 1024} KiB" for r in hops])
     ax.set_yscale("log")
     ax.set_title("per-hop overhead, ms")
     ax.legend(fontsize=8)
     ax = axes[1][0]
     rows = results["throughput"]
-    ax.bar([i - 0.2 for i in range(len(rows))], [r["vs_bound"] for r in rows], 0.4, label="vs bound")
-    ax.bar(
-        [i + 0.2 for i in range(len(rows))],
-        [r["vs_cpu_bound"] for r in rows],
-        0.4,
-        label="vs what the cores serve at its CPU cost",
+    _bar_pairs(
+        ax, rows, ("vs_bound", "vs bound"), ("vs_cpu_bound", "vs what the cores serve at its CPU cost")
     )
     ax.set_xticks(range(len(rows)), [r["layout"].replace(", ", ",\n") for r in rows], fontsize=8)
     ax.axhline(0.9, color="red", linewidth=0.8, linestyle="--")
@@ -59,6 +48,12 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _bar_pairs(ax: Any, rows: list[dict[str, Any]], left: tuple[str, str], right: tuple[str, str]) -> None:
+    """Two bars per row, side by side: the figures under keys `left[0]` and `right[0]`, labelled."""
+    for offset, (key, label) in ((-0.2, left), (0.2, right)):
+        ax.bar([i + offset for i in range(len(rows))], [r[key] for r in rows], 0.4, label=label)
 
 
 def tables(results: dict[str, Any]) -> str:
