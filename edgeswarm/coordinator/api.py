@@ -17,6 +17,7 @@ from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from edgeswarm.config import CoordinatorSettings
 from edgeswarm.coordinator.deployer import Deployer
 from edgeswarm.coordinator.fleet import UP
+from edgeswarm.coordinator.measure import PairLink
 from edgeswarm.coordinator.members import Members
 from edgeswarm.coordinator.requests import check_outputs, input_tensors, output_names
 from edgeswarm.coordinator.router import Router
@@ -203,21 +204,20 @@ class ControlService(control_pb2_grpc.ControlServicer):
             version=__version__,
             workers=workers,
             models=[model_status(p, self._recent) for p in self.deployer.plans.values()],
-            links=[
-                control_pb2.LinkStatus(
-                    from_id=a,
-                    to_id=b,
-                    rtt_ms=1000 * pair.rtt if reachable else 0.0,
-                    bandwidth_mbps=pair.bandwidth / 1e6 if reachable else 0.0,
-                    reachable=reachable,
-                )
-                for (a, b), pair in sorted(self.deployer.measurer.pairs.items())
-                for reachable in (math.isfinite(pair.rtt),)
-            ],
+            links=[link_status(a, b, pair) for (a, b), pair in sorted(self.deployer.measurer.pairs.items())],
         )
 
     def _recent(self, model: str, worker: str) -> float:
         return self.router.latency.estimate(model, worker, self.router.clock())
+
+
+def link_status(a: str, b: str, pair: PairLink) -> control_pb2.LinkStatus:
+    """A timed link between workers; one that `a` could not reach has zero figures."""
+    if not math.isfinite(pair.rtt):
+        return control_pb2.LinkStatus(from_id=a, to_id=b, reachable=False)
+    return control_pb2.LinkStatus(
+        from_id=a, to_id=b, rtt_ms=1000 * pair.rtt, bandwidth_mbps=pair.bandwidth / 1e6, reachable=True
+    )
 
 
 def model_status(

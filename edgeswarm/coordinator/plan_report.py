@@ -91,16 +91,7 @@ def explain(document: Mapping[str, Any]) -> str:
     if document.get("links"):
         lines.append(
             "Links between workers, as the planner costs them: "
-            + "; ".join(
-                f"{a}-{b} "
-                + (
-                    f"{link['rtt_ms']:.2f} ms, {link['bandwidth_mbps']:.1f} MB/s"
-                    if link["rtt_ms"] is not None and link["bandwidth_mbps"] is not None
-                    else "unreachable"
-                )
-                for link in document["links"]
-                for a, b in [link["between"]]
-            )
+            + "; ".join(_link_phrase(link) for link in document["links"])
             + "."
         )
     search = "exhaustive" if document["exact"] else "heuristic (fastest workers first, bisection)"
@@ -109,6 +100,13 @@ def explain(document: Mapping[str, Any]) -> str:
         "(every worker running the whole model at its own speed)."
     )
     return "\n".join(lines)
+
+
+def _link_phrase(link: Mapping[str, Any]) -> str:
+    a, b = link["between"]
+    if link["rtt_ms"] is None or link["bandwidth_mbps"] is None:
+        return f"{a}-{b} unreachable"
+    return f"{a}-{b} {link['rtt_ms']:.2f} ms, {link['bandwidth_mbps']:.1f} MB/s"
 
 
 def _sentence(layout: Mapping[str, Any]) -> str:
