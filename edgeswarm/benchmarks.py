@@ -110,9 +110,10 @@ def _deploy(fleet: LocalFleet, client: Client, path: Path, name: str, **layout: 
 
 
 async def _closed_loop(
-    call: Callable[[], Any], concurrency: int, seconds: float
+    call: Callable[[], Any], concurrency: int, seconds: float, counting: Callable[[], object] | None = None
 ) -> tuple[float, list[float]]:
-    """Requests/s and latencies (ms) of `concurrency` lanes calling back to back for `seconds`."""
+    """Requests/s and latencies (ms) of `concurrency` lanes calling back to back for `seconds`, after
+    an uncounted warm-up; `counting` is called as the counted part starts."""
     latencies: list[float] = []
     stop = time.perf_counter() + min(WARM_UP_S, seconds / 4)
 
@@ -124,6 +125,8 @@ async def _closed_loop(
 
     await asyncio.gather(*(lane() for _ in range(concurrency)))  # warm-up, not counted
     latencies.clear()
+    if counting is not None:
+        counting()
     stop = time.perf_counter() + seconds
     begin = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
@@ -260,13 +263,14 @@ def throughput(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict
 
             async def run() -> tuple[float, list[float], float]:
                 async with AsyncClient(fleet.coordinator_address) as aclient:
-                    cpu = _cpu_seconds(fleet)
+                    cpu: list[float] = []
                     rps, latencies = await _closed_loop(
-                        lambda: aclient.infer("tp", inputs, timeout=60), 4, settings.seconds
+                        lambda: aclient.infer("tp", inputs, timeout=60),
+                        4,
+                        settings.seconds,
+                        lambda: cpu.append(_cpu_seconds(fleet)),
                     )
-                    # Includes the closed loop's warm-up, at the same rate.
-                    requests = rps * (settings.seconds + min(WARM_UP_S, settings.seconds / 4))
-                    return rps, latencies, 1000 * (_cpu_seconds(fleet) - cpu) / max(requests, 1)
+                    return rps, latencies, 1000 * (_cpu_seconds(fleet) - cpu[0]) / max(len(latencies), 1)
 
             rps, latencies, cpu_ms = asyncio.run(run())
             # What this machine's cores could serve at that CPU cost per request, counting the
