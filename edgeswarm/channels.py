@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -57,7 +57,7 @@ def open_channel(address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTE
 
 
 def new_server(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.aio.Server:
-    return grpc.aio.server(interceptors=[ErrorInterceptor()], options=server_options(max_message_bytes))
+    return GuardedServer(grpc.aio.server(options=server_options(max_message_bytes)))
 
 
 def serve_metrics_on(listen: str) -> None:
@@ -77,31 +77,74 @@ def bind(server: grpc.aio.Server, listen: str) -> int:
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns EdgeswarmError into its gRPC status, and any other exception into INTERNAL, with a log line."""
+class GuardedServer(grpc.aio.Server):  # type: ignore[misc]
+    """A grpc.aio server whose every unary method runs inside `_guarded`: EdgeswarmError becomes its
+    gRPC status, any other exception INTERNAL, with a log line. Handlers are wrapped once, as they
+    are registered, instead of by an interceptor on every call."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_GuardedHandler(h) for h in generic_rpc_handlers))
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        guarded = {name: _guard(f"/{service_name}/{name}", h) for name, h in method_handlers.items()}
+        self._server.add_registered_method_handlers(service_name, guarded)
+
+    def add_insecure_port(self, address: str) -> int:
+        port: int = self._server.add_insecure_port(address)
+        return port
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        port: int = self._server.add_secure_port(address, server_credentials)
+        return port
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        terminated: bool = await self._server.wait_for_termination(timeout)
+        return terminated
+
+
+class _GuardedHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """A generic handler whose method handlers are guarded, each wrapped the first time it is asked for."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+        self._known: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _guarded(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _guarded(method, handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+        handler = self._known.get(method)
+        if handler is None:
+            found = self._inner.service(handler_call_details)
+            if found is None:
+                return None  # not kept: callers choose the method names, so a cache of misses could grow
+            handler = self._known[method] = _guard(method, found)
         return handler
+
+
+def _guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            _guarded(method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            _guarded(method, handler.stream_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
 
 def _guarded(method: str, behavior: Behavior) -> Behavior:
