@@ -40,6 +40,13 @@ def session_options(threads: int, optimization: str) -> ort.SessionOptions:
     return options
 
 
+# A stage runs on the event loop once its last INLINE_AFTER runs each took at most INLINE_S, and only
+# on at most INLINE_BYTES of tensors: the loop then waits no longer than a thread hand-off would cost.
+INLINE_S = 0.0003
+INLINE_AFTER = 3
+INLINE_BYTES = 64 * 1024
+
+
 class StageRuntime:
     """`optimized_dir`, when given, keeps each stage's graph as ONNX Runtime optimized it on this
     machine, so that a reload skips the optimization."""
@@ -56,6 +63,7 @@ class StageRuntime:
         self._options = session_options(threads, optimization)
         self._optimized_dir = optimized_dir
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._quick: dict[str, int] = {}  # stage -> how many of its last runs in a row were quick
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ort")
 
     @property
@@ -105,6 +113,7 @@ class StageRuntime:
         return session, False
 
     def unload(self, sha256: str) -> None:
+        self._quick.pop(sha256, None)
         if self._sessions.pop(sha256, None) is not None:
             log.info("stage_unloaded shard=%s", sha256[:12])
 
@@ -113,10 +122,33 @@ class StageRuntime:
     ) -> list[tensor_pb2.Tensor]:
         """Runs the stage on the wire tensors it reads and returns the `carry` tensors: its outputs,
         encoded, and any other received tensor handed on as it came. Decoding, the session and
-        encoding all run in a pool thread, so large tensors never hold up the event loop."""
+        encoding run in a pool thread, so large tensors never hold up the event loop, except for a
+        stage whose last runs all took under INLINE_S on small tensors: handing it to a thread and
+        back would cost more than it does, so it runs here."""
         session = self._session(sha256)
+        if self.runs_on_loop(sha256, tensors):
+            return self._timed_run(sha256, session, tensors, carry)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _run_wire, sha256, session, tensors, carry)
+        return await loop.run_in_executor(self._pool, self._timed_run, sha256, session, tensors, carry)
+
+    def runs_on_loop(self, sha256: str, tensors: Sequence[tensor_pb2.Tensor]) -> bool:
+        """Whether `run` would run the stage on these tensors on the event loop rather than in a thread."""
+        quick = self._quick.get(sha256, 0) >= INLINE_AFTER
+        return quick and sum(len(t.data) for t in tensors) <= INLINE_BYTES
+
+    def _timed_run(
+        self,
+        sha256: str,
+        session: ort.InferenceSession,
+        tensors: Sequence[tensor_pb2.Tensor],
+        carry: Sequence[str],
+    ) -> list[tensor_pb2.Tensor]:
+        """_run_wire, counting the stage's quick runs in a row."""
+        start = time.perf_counter()
+        carried = _run_wire(sha256, session, tensors, carry)
+        quick = time.perf_counter() - start <= INLINE_S
+        self._quick[sha256] = self._quick.get(sha256, 0) + 1 if quick else 0
+        return carried
 
     async def run_batch(
         self, sha256: str, requests: Sequence[tuple[Sequence[tensor_pb2.Tensor], Sequence[str]]]
