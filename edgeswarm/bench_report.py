@@ -7,7 +7,7 @@ from typing import Any
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """Four panels of ratios: latency vs ORT, per hop vs raw gRPC, throughput vs bound, coordinator."""
+    """Four panels: latency vs ORT, per hop vs bare grpc.aio and raw gRPC, throughput, coordinator."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,16 +25,20 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=8)
     ax = axes[0][1]
     hops = results["per_hop"]
-    _bar_pairs(ax, hops, ("per_hop_ms", "per hop"), ("raw_grpc_round_trip_ms", "raw gRPC"))
+    _bars(
+        ax,
+        hops,
+        ("per_hop_ms", "per hop"),
+        ("bare_aio_hop_ms", "bare grpc.aio hop"),
+        ("raw_grpc_round_trip_ms", "raw gRPC round trip"),
+    )
     ax.set_xticks(range(len(hops)), [f"{r['bytes'] // 1024} KiB" for r in hops])
     ax.set_yscale("log")
     ax.set_title("per-hop overhead, ms")
     ax.legend(fontsize=8)
     ax = axes[1][0]
     rows = results["throughput"]
-    _bar_pairs(
-        ax, rows, ("vs_bound", "vs bound"), ("vs_cpu_bound", "vs what the cores serve at its CPU cost")
-    )
+    _bars(ax, rows, ("vs_bound", "vs bound"), ("vs_cpu_bound", "vs what the cores serve at its CPU cost"))
     ax.set_xticks(range(len(rows)), [r["layout"].replace(", ", ",\n") for r in rows], fontsize=8)
     ax.axhline(0.9, color="red", linewidth=0.8, linestyle="--")
     ax.set_title("throughput / bound (target 0.9)")
@@ -42,7 +46,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=7, loc="upper left", ncols=2)
     ax = axes[1][1]
     c = results["coordinator"]
-    ax.bar(["direct", "via coordinator"], [c["direct"]["rps"], c["via_coordinator"]["rps"]])
+    paths = {"worker\ndirect": "direct", "via\ncoordinator": "via_coordinator", "bare echo": "bare_echo",
+             "via bare\nrelay": "bare_relay"}  # fmt: skip
+    ax.bar(list(paths), [c[key]["rps"] for key in paths.values()], color=["C0", "C0", "C7", "C7"])
     ax.axhline(2500, color="red", linewidth=0.8, linestyle="--")
     ax.set_title("tiny model, requests/s (target 2500)")
     fig.tight_layout()
@@ -50,10 +56,12 @@ def chart(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _bar_pairs(ax: Any, rows: list[dict[str, Any]], left: tuple[str, str], right: tuple[str, str]) -> None:
-    """Two bars per row, side by side: the figures under keys `left[0]` and `right[0]`, labelled."""
-    for offset, (key, label) in ((-0.2, left), (0.2, right)):
-        ax.bar([i + offset for i in range(len(rows))], [r[key] for r in rows], 0.4, label=label)
+def _bars(ax: Any, rows: list[dict[str, Any]], *series: tuple[str, str]) -> None:
+    """A group of bars per row, side by side: the figure under each series' key, labelled."""
+    width = 0.8 / len(series)
+    for n, (key, label) in enumerate(series):
+        offset = (n - (len(series) - 1) / 2) * width
+        ax.bar([i + offset for i in range(len(rows))], [r[key] for r in rows], width, label=label)
 
 
 def tables(results: dict[str, Any]) -> str:
@@ -66,11 +74,14 @@ def tables(results: dict[str, Any]) -> str:
             out.append(f"| {row['model']} | {layout} | {figures} |")
     out += [
         "",
-        "| boundary | per hop ms | raw gRPC round trip ms | vs raw |",
-        "| ---: | ---: | ---: | ---: |",
+        "| boundary | per hop ms | raw gRPC round trip ms | vs raw | bare grpc.aio hop ms | vs bare |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results["per_hop"]:
-        figures = f"{r['per_hop_ms']:.3f} | {r['raw_grpc_round_trip_ms']:.3f} | {r['vs_raw']:.2f}x"
+        figures = (
+            f"{r['per_hop_ms']:.3f} | {r['raw_grpc_round_trip_ms']:.3f} | {r['vs_raw']:.2f}x "
+            f"| {r['bare_aio_hop_ms']:.3f} | {r['vs_bare_aio_hop']:.2f}x"
+        )
         out.append(f"| {r['bytes'] // 1024} KiB | {figures} |")
     out += ["", "| model | layout | in flight | req/s | bound req/s | vs bound | p50 ms | p99 ms "
             "| CPU ms per request | cores' bound req/s | vs cores' bound |",
@@ -83,10 +94,19 @@ def tables(results: dict[str, Any]) -> str:
         )
     c = results["coordinator"]
     out += ["", "| tiny model | req/s (16 in flight) | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]
-    for name in ("direct", "via_coordinator"):
-        f = c[name]
-        out.append(f"| {name.replace('_', ' ')} | {f['rps']:.0f} | {f['p50_ms']:.3f} | {f['p99_ms']:.3f} |")
-    out.append(f"| added by the coordinator | | {c['added_p50_ms']:.3f} | {c['added_p99_ms']:.3f} |")
+    for name, key in (
+        ("a worker called directly", "direct"),
+        ("through the coordinator", "via_coordinator"),
+        ("bare grpc.aio echo called directly", "bare_echo"),
+        ("through a bare grpc.aio relay", "bare_relay"),
+    ):
+        f = c[key]
+        out.append(f"| {name} | {f['rps']:.0f} | {f['p50_ms']:.3f} | {f['p99_ms']:.3f} |")
+    out += [
+        f"| added by the coordinator | | {c['added_p50_ms']:.3f} | {c['added_p99_ms']:.3f} |",
+        f"| added by a bare relay | | {c['bare_added_p50_ms']:.3f} | |",
+        f"| coordinator req/s vs bare relay | {c['vs_bare_relay']:.2f}x | | |",
+    ]
     d = results["data_path"]
     out += [
         "",

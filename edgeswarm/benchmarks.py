@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -28,9 +29,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgeswarm import codec
+from edgeswarm import barerelay, codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
-from edgeswarm.channels import open_channel
+from edgeswarm.channels import channel_options, open_channel
 from edgeswarm.client import AsyncClient, Client
 from edgeswarm.coordinator import zoo
 from edgeswarm.coordinator.partition import Graph, balanced_cuts, split
@@ -201,10 +202,55 @@ class _Echo:
         self.server.stop(None)
 
 
+class _BareChain:
+    """`length` bare grpc.aio servers (edgeswarm.barerelay), each relaying to the next, the last
+    echoing: what the swarm's own path would cost with no logic of its own. Those from `pinned_from`
+    on are pinned round robin over the cores, as the workers they stand for are."""
+
+    def __init__(self, length: int, pinned_from: int = 0) -> None:
+        self.addresses = [f"127.0.0.1:{free_port()}" for _ in range(length)]
+        self.pinned_from = pinned_from
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0]
+
+    def __enter__(self) -> _BareChain:
+        cores = sorted(os.sched_getaffinity(0))
+        try:
+            for i, address in enumerate(self.addresses):
+                onward = self.addresses[i + 1 : i + 2]
+                command = [sys.executable, "-m", "edgeswarm.barerelay", "--listen", address]
+                process = subprocess.Popen(command + (["--next", *onward] if onward else []))
+                self.processes.append(process)
+                if i >= self.pinned_from:
+                    os.sched_setaffinity(process.pid, {cores[(i - self.pinned_from) % len(cores)]})
+            with grpc.insecure_channel(self.address) as channel:  # answers once the whole chain is up
+                channel.unary_unary(barerelay.METHOD)(b"", timeout=60, wait_for_ready=True)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def per_hop(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[str, Any]]:
-    """(p50 of K trivial stages - p50 of one) / (K - 1), next to a raw gRPC round trip of the bytes."""
+    """(p50 of K trivial stages - p50 of one) / (K - 1), next to a raw gRPC round trip of the bytes
+    and to the same difference through chains of bare grpc.aio relays (the floor of a Python hop)."""
     rows = []
-    with _Echo() as echo, Client(fleet.coordinator_address) as client:
+    with (
+        _Echo() as echo,
+        _BareChain(1) as bare_one,
+        _BareChain(HOP_STAGES) as bare_many,
+        grpc.insecure_channel(bare_one.address, options=channel_options()) as one_channel,
+        grpc.insecure_channel(bare_many.address, options=channel_options()) as many_channel,
+        Client(fleet.coordinator_address) as client,
+    ):
         for size in HOP_BYTES:
             floats = size // 4
             path = _save(zoo.identity_chain(floats, HOP_STAGES), folder, f"hops-{size}")
@@ -216,10 +262,16 @@ def per_hop(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[st
             many = _p(timed(lambda: client.infer("hops", inputs, timeout=60), count), 50)  # noqa: B023
             payload = inputs["t0"].tobytes()
             raw = _p(timed(lambda: echo.call(payload), count), 50)  # noqa: B023
+            bare = [
+                _p(timed(lambda: call(payload, timeout=60), count), 50)  # noqa: B023
+                for call in (c.unary_unary(barerelay.METHOD) for c in (one_channel, many_channel))
+            ]
             hop = (many - one) / (HOP_STAGES - 1)
+            bare_hop = (bare[1] - bare[0]) / (HOP_STAGES - 1)
             rows.append(
-                {"bytes": size, "per_hop_ms": hop, "raw_grpc_round_trip_ms": raw, "vs_raw": hop / raw}
-            )
+                {"bytes": size, "per_hop_ms": hop, "raw_grpc_round_trip_ms": raw, "vs_raw": hop / raw,
+                 "bare_aio_hop_ms": bare_hop, "vs_bare_aio_hop": hop / bare_hop}
+            )  # fmt: skip
     return rows
 
 
@@ -301,25 +353,38 @@ def coordinator_capacity(fleet: LocalFleet, folder: Path, settings: Settings) ->
         route=[worker_pb2.Hop(stage=stage["sha256"], addresses=[address], carry=outputs)],
     )  # fmt: skip
 
-    async def run() -> dict[str, Any]:
+    async def figures_of(call: Callable[[], Any]) -> dict[str, float]:
+        _, sequential = await _closed_loop(call, 1, settings.seconds / 2)
+        rps, _ = await _closed_loop(call, 16, settings.seconds)
+        return {"rps": rps, "p50_ms": _p(sequential, 50), "p99_ms": _p(sequential, 99)}
+
+    async def ours() -> dict[str, Any]:
         channel = open_channel(address)
         stub = worker_pb2_grpc.WorkerStub(channel)
-        figures: dict[str, Any] = {}
         async with AsyncClient(fleet.coordinator_address) as aclient:
-            for path_name, call in (
-                ("direct", lambda: stub.RunStage(request, timeout=30)),
-                ("via_coordinator", lambda: aclient.infer("tiny", inputs, timeout=30)),
-            ):
-                _, sequential = await _closed_loop(call, 1, settings.seconds / 2)
-                rps, _ = await _closed_loop(call, 16, settings.seconds)
-                figures[path_name] = {"rps": rps, "p50_ms": _p(sequential, 50), "p99_ms": _p(sequential, 99)}
+            direct = await figures_of(lambda: stub.RunStage(request, timeout=30))
+            via = await figures_of(lambda: aclient.infer("tiny", inputs, timeout=30))
         await channel.close()
-        via, direct = figures["via_coordinator"], figures["direct"]
-        figures["added_p50_ms"] = via["p50_ms"] - direct["p50_ms"]
-        figures["added_p99_ms"] = via["p99_ms"] - direct["p99_ms"]
+        return {"direct": direct, "via_coordinator": via}
+
+    async def bare(chain: _BareChain) -> dict[str, float]:
+        channel = open_channel(chain.address)
+        call, payload = channel.unary_unary(barerelay.METHOD), request.SerializeToString()
+        figures = await figures_of(lambda: call(payload, timeout=30))
+        await channel.close()
         return figures
 
-    return asyncio.run(run())
+    figures: dict[str, Any] = asyncio.run(ours())
+    with _BareChain(1) as echo:  # pinned as the worker is
+        figures["bare_echo"] = asyncio.run(bare(echo))
+    with _BareChain(2, pinned_from=1) as relay:  # the relay unpinned, as the coordinator is
+        figures["bare_relay"] = asyncio.run(bare(relay))
+    via, direct = figures["via_coordinator"], figures["direct"]
+    figures["added_p50_ms"] = via["p50_ms"] - direct["p50_ms"]
+    figures["added_p99_ms"] = via["p99_ms"] - direct["p99_ms"]
+    figures["bare_added_p50_ms"] = figures["bare_relay"]["p50_ms"] - figures["bare_echo"]["p50_ms"]
+    figures["vs_bare_relay"] = via["rps"] / figures["bare_relay"]["rps"]
+    return figures
 
 
 def _coordinator_bytes(metrics: str) -> float:

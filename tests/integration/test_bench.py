@@ -32,8 +32,12 @@ def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
         results["coordinator"]["via_coordinator"]["rps"],
         results["coordinator"]["direct"]["rps"],
         results["data_path"]["coordinator_bytes_per_request"],
+        results["coordinator"]["bare_relay"]["rps"],
+        results["coordinator"]["vs_bare_relay"],
     ]
-    assert len(figures) == 3 + 3 + 3 + 3 + 2 + 1
+    assert len(figures) == 3 + 3 + 3 + 3 + 2 + 1 + 2
     assert all(math.isfinite(f) and f > 0 for f in figures)
+    # A difference of two timings: finite, though on a noisy machine not necessarily positive.
+    assert all(math.isfinite(r["bare_aio_hop_ms"]) for r in results["per_hop"])
     assert chart.stat().st_size > 10_000 and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| tiny model |" in done.stdout
