@@ -2,24 +2,29 @@
 
     python bench/grpc_echo.py [--requests 40]
 
-Each server answers a request with its own bytes and runs in this process: the threaded server
-with a blocking client (what `edgeswarm bench` uses as the raw bound of a hop), and a grpc.aio
-server with a grpc.aio client on one event loop, built with edgeswarm's own channel and server
-options (what a worker uses). Prints the p50 of each for 8 KiB, 400 KiB and 4 MiB and their ratio.
+Each server answers a request with its own bytes: the threaded server in this process with a
+blocking client (what `edgeswarm bench` uses as the raw bound of a hop); a grpc.aio server with a
+grpc.aio client on one event loop of this process; and a grpc.aio server in a process of its own
+(`edgeswarm.barerelay`, as a worker is) with a blocking client. All with edgeswarm's own channel and
+server options. Prints the p50 of each for 8 KiB, 400 KiB and 4 MiB and their ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
+import sys
 import time
 from concurrent import futures
 
 import grpc
 import numpy as np
 
+from edgeswarm import barerelay
 from edgeswarm.benchmarks import HOP_BYTES, timed
 from edgeswarm.channels import channel_options, server_options
+from edgeswarm.localfleet import free_port
 
 SERVICE = "bench.Echo"
 METHOD = f"/{SERVICE}/Echo"
@@ -72,6 +77,20 @@ async def asynchronous(payloads: list[bytes], count: int) -> list[float]:
     return medians
 
 
+def own_process(payloads: list[bytes], count: int) -> list[float]:
+    """p50 ms of each payload echoed by a grpc.aio server in another process, to a blocking client."""
+    address = f"127.0.0.1:{free_port()}"
+    server = subprocess.Popen([sys.executable, "-m", "edgeswarm.barerelay", "--listen", address])
+    try:
+        with grpc.insecure_channel(address, options=channel_options()) as channel:
+            call = channel.unary_unary(barerelay.METHOD)
+            call(b"", timeout=60, wait_for_ready=True)
+            return [float(np.median(timed(lambda: call(p), count))) for p in payloads]  # noqa: B023
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,9 +101,13 @@ def main() -> None:
     payloads = [rng.bytes(size) for size in HOP_BYTES]
     sync_ms = threaded(payloads, args.requests)
     aio_ms = asyncio.run(asynchronous(payloads, args.requests))
-    print(f"{'bytes':>9} {'threaded p50 ms':>16} {'grpc.aio p50 ms':>16} {'aio / threaded':>15}")
-    for size, s, a in zip(HOP_BYTES, sync_ms, aio_ms, strict=True):
-        print(f"{size:>9} {s:16.3f} {a:16.3f} {a / s:14.2f}x")
+    apart_ms = own_process(payloads, args.requests)
+    print(
+        f"{'bytes':>9} {'threaded p50 ms':>16} {'grpc.aio p50 ms':>16} {'aio / threaded':>15} "
+        f"{'aio server in own process p50 ms':>33} {'/ threaded':>11}"
+    )
+    for size, s, a, o in zip(HOP_BYTES, sync_ms, aio_ms, apart_ms, strict=True):
+        print(f"{size:>9} {s:16.3f} {a:16.3f} {a / s:14.2f}x {o:33.3f} {o / s:10.2f}x")
 
 
 if __name__ == "__main__":
