@@ -80,7 +80,9 @@ async def asynchronous(payloads: list[bytes], count: int) -> list[float]:
 def own_process(payloads: list[bytes], count: int) -> list[float]:
     """p50 ms of each payload echoed by a grpc.aio server in another process, to a blocking client."""
     address = f"127.0.0.1:{free_port()}"
-    server = subprocess.Popen([sys.executable, "-m", "edgeswarm.barerelay", "--listen", address])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "edgeswarm.barerelay", "--listen", address], stderr=subprocess.DEVNULL
+    )
     try:
         with grpc.insecure_channel(address, options=channel_options()) as channel:
             call = channel.unary_unary(barerelay.METHOD)

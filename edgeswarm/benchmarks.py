@@ -222,7 +222,13 @@ class _BareChain:
             for i, address in enumerate(self.addresses):
                 onward = self.addresses[i + 1 : i + 2]
                 command = [sys.executable, "-m", "edgeswarm.barerelay", "--listen", address]
-                process = subprocess.Popen(command + (["--next", *onward] if onward else []))
+                # Quiet: gRPC logs lines as the chain is killed; a failed start shows as the first
+                # call below timing out.
+                process = subprocess.Popen(
+                    command + (["--next", *onward] if onward else []),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 self.processes.append(process)
                 if i >= self.pinned_from:
                     os.sched_setaffinity(process.pid, {cores[(i - self.pinned_from) % len(cores)]})
