@@ -29,7 +29,8 @@ async def serve(listen: str, onward: str) -> None:
     async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if call is None:
             return request
-        answer: bytes = await call(request, timeout=context.time_remaining())
+        # Waits for a next server still starting, so a chain is ready once its first one answers.
+        answer: bytes = await call(request, timeout=context.time_remaining(), wait_for_ready=True)
         return answer
 
     handler = grpc.method_handlers_generic_handler(
