@@ -134,9 +134,23 @@ class LocalFleet:
     def wait_ready(self, workers: int | None = None, timeout: float = 60.0) -> None:
         want = self.worker_count if workers is None else workers
         self._check_alive()
-        wait_until(
-            lambda: self._check_alive() and len(self.up_workers()) >= want, timeout, f"{want} workers up"
-        )
+        try:
+            wait_until(
+                lambda: self._check_alive() and len(self.up_workers()) >= want, timeout, f"{want} workers up"
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; {self._not_up()}") from None
+
+    def _not_up(self) -> str:
+        """What became of the workers the coordinator does not count as up: exit status, log's end."""
+        up = self.up_workers()
+        lines = [f"up: {', '.join(sorted(up)) or 'none'}"]
+        for name, process in self.workers.items():
+            if name not in up:
+                state = "running" if process.poll() is None else f"exited with {process.returncode}"
+                lines.append(f"{name} ({state}), its log ends:\n{self.log(name)[-1500:]}")
+        lines.append(f"coordinator log ends:\n{self.log('coordinator')[-3000:]}")
+        return "\n".join(lines)
 
     def _check_alive(self) -> bool:
         if self.coordinator is not None and self.coordinator.poll() is not None:
