@@ -54,6 +54,15 @@ def to_bytes(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array, dtype=wire).tobytes()
 
 
+def declared_bytes(tensor: tensor_pb2.Tensor) -> int:
+    """The byte count a tensor's datatype and shape call for, found without taking its data out of
+    the message (reading `tensor.data` copies it); -1 for an unknown datatype or a negative dimension."""
+    dtype = DATATYPES.get(tensor.datatype)
+    if dtype is None or any(d < 0 for d in tensor.shape):
+        return -1
+    return math.prod(tensor.shape) * dtype.itemsize
+
+
 def check_size(name: str, datatype: str, shape: Sequence[int], data: bytes) -> np.dtype:
     """The datatype's dtype; InvalidRequest if a dimension is negative or the byte count does not
     match the shape. Plain integer arithmetic: the coordinator checks every tensor it passes on."""

@@ -133,8 +133,10 @@ class StageRuntime:
 
     def runs_on_loop(self, sha256: str, tensors: Sequence[tensor_pb2.Tensor]) -> bool:
         """Whether `run` would run the stage on these tensors on the event loop rather than in a thread."""
-        quick = self._quick.get(sha256, 0) >= INLINE_AFTER
-        return quick and sum(len(t.data) for t in tensors) <= INLINE_BYTES
+        if self._quick.get(sha256, 0) < INLINE_AFTER:
+            return False
+        sizes = [codec.declared_bytes(t) for t in tensors]
+        return min(sizes, default=0) >= 0 and sum(sizes) <= INLINE_BYTES
 
     def _timed_run(
         self,

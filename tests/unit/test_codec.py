@@ -42,3 +42,13 @@ def test_unknown_datatype_is_named() -> None:
 def test_decode_does_not_copy() -> None:
     tensor = codec.encode("t", np.arange(1000, dtype=np.float32))
     assert not codec.decode(tensor).flags.owndata
+
+
+def test_declared_bytes_come_from_shape_and_datatype() -> None:
+    tensor = codec.encode("t", np.zeros((3, 5), np.float16))
+    assert codec.declared_bytes(tensor) == 30 == len(tensor.data)
+    tensor.datatype = "BF17"
+    assert codec.declared_bytes(tensor) == -1
+    tensor.datatype = "FP16"
+    tensor.shape[:] = [3, -5]
+    assert codec.declared_bytes(tensor) == -1
