@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from edgeswarm import __version__
+from edgeswarm import __version__, codec
 from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc, worker_pb2
 from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -93,8 +93,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             request_id = request.id or uuid.uuid4().hex
             results = await self.router.infer(plan, tensors, outputs, request_id, timeout)
         check_outputs(plan.model, plan.signature, outputs, results)
-        TENSOR_BYTES_IN.inc(sum(len(t.data) for t in tensors))
-        TENSOR_BYTES_OUT.inc(sum(len(t.data) for t in results))
+        # Both sides' byte counts were checked against their shapes: count them from those.
+        TENSOR_BYTES_IN.inc(sum(codec.declared_bytes(t) for t in tensors))
+        TENSOR_BYTES_OUT.inc(sum(codec.declared_bytes(t) for t in results))
         out = pb.ModelInferResponse.InferOutputTensor
         return pb.ModelInferResponse(
             model_name=plan.model,

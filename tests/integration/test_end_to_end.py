@@ -162,29 +162,39 @@ def test_every_datatype_travels_and_early_outputs_are_handed_to_the_end(
     np.testing.assert_array_equal(some["flag_out"], want["flag_out"])
 
 
-def test_coordinator_metrics_count_calls_by_status(
+def test_coordinator_metrics_count_calls_by_status_and_tensor_bytes(
     shared_fleet: LocalFleet, model_files: dict[str, Path]
 ) -> None:
-    import urllib.request
-
     from edgeswarm.client import NotFound
 
+    inputs = inputs_for(model_files["mlp"])
+    outputs = reference(model_files["mlp"], inputs)
+    before = _metrics(shared_fleet)
     with Client(shared_fleet.coordinator_address) as client:
         client.deploy(model_files["mlp"], "metrics-mlp", mode="replicas", replicas=1, timeout=60)
         for _ in range(3):
-            client.infer("metrics-mlp", inputs_for(model_files["mlp"]))
+            client.infer("metrics-mlp", inputs)
         with pytest.raises(NotFound):
-            client.infer("metrics-nope", inputs_for(model_files["mlp"]))
+            client.infer("metrics-nope", inputs)
         client.undeploy("metrics-mlp")
-    url = f"http://{shared_fleet.metrics_address}/metrics"  # type: ignore[attr-defined]
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
+    samples = _metrics(shared_fleet)
     infer = 'method="/inference.GRPCInferenceService/ModelInfer"'
     assert samples[f'edgeswarm_rpcs_total{{code="OK",{infer}}}'] >= 3
     assert samples[f'edgeswarm_rpcs_total{{code="NOT_FOUND",{infer}}}'] >= 1
     assert samples['edgeswarm_workers{state="up"}'] == 3
+    for direction, arrays in (("in", inputs), ("out", outputs)):
+        key = f'edgeswarm_coordinator_tensor_bytes_total{{direction="{direction}"}}'
+        assert samples[key] - before.get(key, 0.0) == 3 * sum(a.nbytes for a in arrays.values())
+
+
+def _metrics(fleet: LocalFleet) -> dict[str, float]:
+    import urllib.request
+
+    url = f"http://{fleet.metrics_address}/metrics"  # type: ignore[attr-defined]
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
