@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import platform
 import subprocess
@@ -276,7 +277,7 @@ def per_hop(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[st
             bare_hop = (bare[1] - bare[0]) / (HOP_STAGES - 1)
             rows.append(
                 {"bytes": size, "per_hop_ms": hop, "raw_grpc_round_trip_ms": raw, "vs_raw": hop / raw,
-                 "bare_aio_hop_ms": bare_hop, "vs_bare_aio_hop": hop / bare_hop}
+                 "bare_aio_hop_ms": bare_hop, "vs_bare_aio_hop": hop / bare_hop if bare_hop > 0 else math.nan}
             )  # fmt: skip
     return rows
 
