@@ -224,12 +224,8 @@ class Measurer:
         if known is not None and self.clock() - known.measured_at < LINK_TTL_S:
             return known
         stub = self._stub_of(worker)
-
-        async def ping(payload: bytes) -> object:
-            return await stub.Ping(worker_pb2.PingRequest(payload=payload), timeout=10)  # type: ignore[attr-defined]
-
         try:
-            rtt, bandwidth = await probe(ping, PING_BYTES)
+            rtt, bandwidth = await probe(stub, PING_BYTES)
             overhead = await self._overhead(stub, max(payload_bytes // 4, 1))
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc

@@ -200,13 +200,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         # A channel of its own, closed after: the address comes from the caller, not from a route.
         async with open_channel(request.address) as channel:
             stub = worker_pb2_grpc.WorkerStub(channel)
-            timeout = context.time_remaining()
-
-            async def ping(payload: bytes) -> object:
-                return await stub.Ping(worker_pb2.PingRequest(payload=payload), timeout=timeout)
-
             try:
-                rtt, bandwidth = await probe(ping, size)
+                rtt, bandwidth = await probe(stub, size, timeout=context.time_remaining())
             except grpc.RpcError as exc:
                 why = f"{exc.code().name} {exc.details()}"
                 raise StageUnavailable(
