@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import time
 from concurrent import futures
 
@@ -22,9 +20,8 @@ import grpc
 import numpy as np
 
 from edgeswarm import barerelay
-from edgeswarm.benchmarks import HOP_BYTES, timed
+from edgeswarm.benchmarks import HOP_BYTES, BareChain, timed
 from edgeswarm.channels import channel_options, server_options
-from edgeswarm.localfleet import free_port
 
 SERVICE = "bench.Echo"
 METHOD = f"/{SERVICE}/Echo"
@@ -79,18 +76,12 @@ async def asynchronous(payloads: list[bytes], count: int) -> list[float]:
 
 def own_process(payloads: list[bytes], count: int) -> list[float]:
     """p50 ms of each payload echoed by a grpc.aio server in another process, to a blocking client."""
-    address = f"127.0.0.1:{free_port()}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "edgeswarm.barerelay", "--listen", address], stderr=subprocess.DEVNULL
-    )
-    try:
-        with grpc.insecure_channel(address, options=channel_options()) as channel:
-            call = channel.unary_unary(barerelay.METHOD)
-            call(b"", timeout=60, wait_for_ready=True)
-            return [float(np.median(timed(lambda: call(p), count))) for p in payloads]  # noqa: B023
-    finally:
-        server.kill()
-        server.wait(timeout=10)
+    with (
+        BareChain(1, pinned_from=1) as server,  # one echo, left unpinned
+        grpc.insecure_channel(server.address, options=channel_options()) as channel,
+    ):
+        call = channel.unary_unary(barerelay.METHOD)
+        return [float(np.median(timed(lambda: call(p), count))) for p in payloads]  # noqa: B023
 
 
 def main() -> None:

@@ -203,7 +203,7 @@ class _Echo:
         self.server.stop(None)
 
 
-class _BareChain:
+class BareChain:
     """`length` bare grpc.aio servers (edgeswarm.barerelay), each relaying to the next, the last
     echoing: what the swarm's own path would cost with no logic of its own. Those from `pinned_from`
     on are pinned round robin over the cores, as the workers they stand for are."""
@@ -217,7 +217,7 @@ class _BareChain:
     def address(self) -> str:
         return self.addresses[0]
 
-    def __enter__(self) -> _BareChain:
+    def __enter__(self) -> BareChain:
         cores = sorted(os.sched_getaffinity(0))
         try:
             for i, address in enumerate(self.addresses):
@@ -252,8 +252,8 @@ def per_hop(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[st
     rows = []
     with (
         _Echo() as echo,
-        _BareChain(1) as bare_one,
-        _BareChain(HOP_STAGES) as bare_many,
+        BareChain(1) as bare_one,
+        BareChain(HOP_STAGES) as bare_many,
         grpc.insecure_channel(bare_one.address, options=channel_options()) as one_channel,
         grpc.insecure_channel(bare_many.address, options=channel_options()) as many_channel,
         Client(fleet.coordinator_address) as client,
@@ -374,7 +374,7 @@ def coordinator_capacity(fleet: LocalFleet, folder: Path, settings: Settings) ->
         await channel.close()
         return {"direct": direct, "via_coordinator": via}
 
-    async def bare(chain: _BareChain) -> dict[str, float]:
+    async def bare(chain: BareChain) -> dict[str, float]:
         channel = open_channel(chain.address)
         call, payload = channel.unary_unary(barerelay.METHOD), request.SerializeToString()
         figures = await figures_of(lambda: call(payload, timeout=30))
@@ -382,9 +382,9 @@ def coordinator_capacity(fleet: LocalFleet, folder: Path, settings: Settings) ->
         return figures
 
     figures: dict[str, Any] = asyncio.run(ours())
-    with _BareChain(1) as echo:  # pinned as the worker is
+    with BareChain(1) as echo:  # pinned as the worker is
         figures["bare_echo"] = asyncio.run(bare(echo))
-    with _BareChain(2, pinned_from=1) as relay:  # the relay unpinned, as the coordinator is
+    with BareChain(2, pinned_from=1) as relay:  # the relay unpinned, as the coordinator is
         figures["bare_relay"] = asyncio.run(bare(relay))
     via, direct = figures["via_coordinator"], figures["direct"]
     figures["added_p50_ms"] = via["p50_ms"] - direct["p50_ms"]
