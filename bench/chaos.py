@@ -23,12 +23,12 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgeswarm.coordinator import zoo
-from edgeswarm.loadgen import Load
+from edgeswarm.dev import zoo
+from edgeswarm.dev.loadgen import Load
+from edgeswarm.dev.netns import chaos
+from edgeswarm.dev.netns.network import Network, unavailable
+from edgeswarm.dev.netns.swarm import NetFleet
 from tests.conftest import reference
-from tests.fleet import chaos
-from tests.fleet.netns import Network, unavailable
-from tests.fleet.swarm import NetFleet
 
 
 def main() -> int:

@@ -5,7 +5,7 @@
 Each server answers a request with its own bytes: the threaded server in this process with a
 blocking client (what `edgeswarm bench` uses as the raw bound of a hop); a grpc.aio server with a
 grpc.aio client on one event loop of this process; and a grpc.aio server in a process of its own
-(`edgeswarm.barerelay`, as a worker is) with a blocking client. All with edgeswarm's own channel and
+(`edgeswarm.dev.bench.barerelay`, as a worker is) with a blocking client. All with edgeswarm's own channel and
 server options. Prints the p50 of each for 8 KiB, 400 KiB and 4 MiB and their ratios.
 """
 
@@ -19,9 +19,9 @@ from concurrent import futures
 import grpc
 import numpy as np
 
-from edgeswarm import barerelay
-from edgeswarm.benchmarks import HOP_BYTES, BareChain, timed
 from edgeswarm.channels import channel_options, server_options
+from edgeswarm.dev.bench import barerelay
+from edgeswarm.dev.bench.run import HOP_BYTES, BareChain, timed
 
 SERVICE = "bench.Echo"
 METHOD = f"/{SERVICE}/Echo"

@@ -19,10 +19,10 @@ import onnxruntime as ort
 
 from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
-from edgeswarm.benchmarks import timed
 from edgeswarm.client import Client
-from edgeswarm.coordinator import zoo
-from edgeswarm.localfleet import LocalFleet
+from edgeswarm.dev import zoo
+from edgeswarm.dev.bench.run import timed
+from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.worker.runtime import session_options
 
 

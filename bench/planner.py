@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgeswarm.coordinator.planner import ModelProfile, WorkerFigures, _Costs, plan
+from edgeswarm.coordinator.planning.planner import ModelProfile, WorkerFigures, _Costs, plan
 
 GB = 10**9
 LINK = 125e6  # bytes/s: 1 Gbit/s

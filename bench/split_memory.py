@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from edgeswarm.coordinator.shards import point_at
+from edgeswarm.graph.stagefiles import point_at
 
 MIB = 1024 * 1024
 
@@ -69,8 +69,8 @@ def peak_rss_mib() -> float:
 
 
 def split_streaming(path: Path, stages: int, out: Path) -> dict[str, object]:
-    from edgeswarm.coordinator.partition import balanced_cuts
-    from edgeswarm.coordinator.shards import split_to_files
+    from edgeswarm.graph.partition import balanced_cuts
+    from edgeswarm.graph.stagefiles import split_to_files
 
     baseline = peak_rss_mib()
     start = time.perf_counter()
@@ -88,7 +88,7 @@ def split_streaming(path: Path, stages: int, out: Path) -> dict[str, object]:
 
 
 def split_in_memory(path: Path, stages: int, out: Path) -> dict[str, object]:
-    from edgeswarm.coordinator.partition import balanced_cuts, split
+    from edgeswarm.graph.partition import balanced_cuts, split
 
     baseline = peak_rss_mib()
     start = time.perf_counter()
@@ -106,8 +106,8 @@ def split_in_memory(path: Path, stages: int, out: Path) -> dict[str, object]:
 def verify(path: Path, out: Path, stages: int) -> dict[str, object]:
     import onnxruntime as ort
 
-    from edgeswarm.coordinator.partition import balanced_cuts
-    from edgeswarm.coordinator.shards import split_to_files
+    from edgeswarm.graph.partition import balanced_cuts
+    from edgeswarm.graph.stagefiles import split_to_files
     from edgeswarm.worker.runtime import session_options
 
     options = session_options(1, "basic")

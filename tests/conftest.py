@@ -10,8 +10,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from edgeswarm.coordinator import zoo
-from edgeswarm.localfleet import LocalFleet, free_port
+from edgeswarm.dev import zoo
+from edgeswarm.dev.localfleet import LocalFleet, free_port
 from edgeswarm.worker.runtime import session_options
 
 # Small enough for tests, big enough that each has several layers to cut between.

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 
-from edgeswarm.worker.presence import WorkerPresence
+from edgeswarm.presence.worker import WorkerPresence
 
 
 async def main(args: argparse.Namespace) -> None:

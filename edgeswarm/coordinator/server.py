@@ -14,13 +14,13 @@ from edgeswarm._proto.edgeswarm.v1 import control_pb2_grpc
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from edgeswarm.channels import bind, new_server, serve_metrics_on, split_address
 from edgeswarm.config import CoordinatorSettings
-from edgeswarm.coordinator.api import ControlService, InferenceService
-from edgeswarm.coordinator.deployer import Deployer
-from edgeswarm.coordinator.discovery import Discovery
-from edgeswarm.coordinator.fleet import UP
-from edgeswarm.coordinator.members import Members
-from edgeswarm.coordinator.router import GrpcTransport, Router
-from edgeswarm.interfaces import choose_interface
+from edgeswarm.coordinator.deploying.deployer import Deployer
+from edgeswarm.coordinator.fleet.discovery import Discovery
+from edgeswarm.coordinator.fleet.members import Members
+from edgeswarm.coordinator.fleet.view import UP
+from edgeswarm.coordinator.serving.control import ControlService, InferenceService
+from edgeswarm.coordinator.serving.router import GrpcTransport, Router
+from edgeswarm.mdns import choose_interface
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ async def serve(settings: CoordinatorSettings) -> None:
 async def _presence(settings: CoordinatorSettings, members: Members, deployer: Deployer) -> None:
     """MQTT: a worker's offline status (but a drain's) marks it lost; joins, leaves and new plans are
     published as fleet events."""
-    from edgeswarm.coordinator.presence import FleetPresence
+    from edgeswarm.presence.fleet import FleetPresence
 
     def on_status(worker_id: str, status: dict[str, Any]) -> None:
         if status["state"] == "offline" and status.get("reason") != "drain":

@@ -14,11 +14,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edgeswarm.channels import bind, new_server, serve_metrics_on, split_address
 from edgeswarm.config import WorkerSettings
-from edgeswarm.interfaces import choose_interface
+from edgeswarm.mdns import choose_interface
 from edgeswarm.worker.advertise import SERVICE_TYPE, Advertiser, service_info
+from edgeswarm.worker.cache import ShardStore
 from edgeswarm.worker.runtime import StageRuntime
 from edgeswarm.worker.service import Peers, WorkerService, add_to_server
-from edgeswarm.worker.shards import ShardStore
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ async def serve(settings: WorkerSettings) -> None:
         loop.add_signal_handler(sig, drain, sig.name)
     presence = None
     if settings.mqtt:
-        from edgeswarm.worker.presence import WorkerPresence
+        from edgeswarm.presence.worker import WorkerPresence
 
         address = f"{settings.interface}:{port}"
         presence = WorkerPresence(

@@ -18,8 +18,8 @@ from edgeswarm.channels import open_channel, split_address
 from edgeswarm.errors import InvalidRequest, StageUnavailable, from_rpc_error
 from edgeswarm.linkprobe import MAX_PING_BYTES, PEER_PING_BYTES, probe
 from edgeswarm.worker.batching import Batcher
+from edgeswarm.worker.cache import ShardStore, ShardWriter, check_digest
 from edgeswarm.worker.runtime import StageRuntime
-from edgeswarm.worker.shards import ShardStore, ShardWriter, check_digest
 
 log = logging.getLogger(__name__)
 

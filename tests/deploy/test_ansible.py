@@ -20,11 +20,11 @@ import onnx
 import pytest
 
 from edgeswarm.client import Client
-from edgeswarm.coordinator import zoo
-from edgeswarm.localfleet import up_workers_of, wait_until
+from edgeswarm.dev import zoo
+from edgeswarm.dev.localfleet import up_workers_of, wait_until
+from edgeswarm.dev.netns.network import Network
 from tests.conftest import reference
 from tests.fleet.conftest import require_netns, skip_or_fail
-from tests.fleet.netns import Network
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"

@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import pytest
 
-from tests.fleet.netns import Network, unavailable
+from edgeswarm.dev.netns.network import Network, unavailable
 
 
 def pytest_configure(config: pytest.Config) -> None:

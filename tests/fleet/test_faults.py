@@ -11,13 +11,13 @@ import onnx
 import pytest
 
 from edgeswarm.client import Client
-from edgeswarm.coordinator import zoo
-from edgeswarm.loadgen import Load
+from edgeswarm.dev import zoo
+from edgeswarm.dev.loadgen import Load
+from edgeswarm.dev.mosquitto import mosquitto_binary
+from edgeswarm.dev.netns import chaos
+from edgeswarm.dev.netns.network import Network, wait_until
+from edgeswarm.dev.netns.swarm import NetFleet
 from tests.conftest import reference
-from tests.fleet import chaos
-from tests.fleet.netns import Network, wait_until
-from tests.fleet.swarm import NetFleet
-from tests.mosquitto import mosquitto_binary
 
 pytestmark = pytest.mark.fleet
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet.cgroups import cgroups_of, cpu_cgroups, read_pids
-from tests.fleet.conftest import require_netns, skip_or_fail
-from tests.fleet.kernel import FleetError
-from tests.fleet.netns import (
+from edgeswarm.dev.netns.cgroups import cgroups_of, cpu_cgroups, read_pids
+from edgeswarm.dev.netns.kernel import FleetError
+from edgeswarm.dev.netns.network import (
     NET_ID,
     RUN_DIR,
     Host,
@@ -27,6 +26,7 @@ from tests.fleet.netns import (
     sweep,
     wait_until,
 )
+from tests.fleet.conftest import require_netns, skip_or_fail
 
 pytestmark = pytest.mark.fleet
 
@@ -281,8 +281,8 @@ def test_sweep_removes_what_a_killed_run_left(tmp_path: Path) -> None:
     script = """
 import contextlib, sys, time
 from pathlib import Path
-from tests.fleet.kernel import FleetError
-from tests.fleet.netns import Network
+from edgeswarm.dev.netns.kernel import FleetError
+from edgeswarm.dev.netns.network import Network
 net = Network().__enter__()
 host = net.add_host("a")
 host.popen([sys.executable, "-c", "import time; time.sleep(60)"], Path(sys.argv[1]))

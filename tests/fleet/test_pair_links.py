@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edgeswarm.client import Client
-from edgeswarm.coordinator import zoo
+from edgeswarm.dev import zoo
+from edgeswarm.dev.netns.network import Network
+from edgeswarm.dev.netns.swarm import NetFleet, pipeline_encoder
 from tests.conftest import reference
-from tests.fleet.netns import Network
-from tests.fleet.swarm import NetFleet, pipeline_encoder
 
 pytestmark = pytest.mark.fleet
 

@@ -11,10 +11,10 @@ import onnx
 import pytest
 
 from edgeswarm.client import Client
-from edgeswarm.coordinator import zoo
-from tests.fleet.netns import Network
-from tests.fleet.swarm import NetFleet
-from tests.mosquitto import Received, listen, mosquitto_unavailable
+from edgeswarm.dev import zoo
+from edgeswarm.dev.mosquitto import Received, listen, mosquitto_unavailable
+from edgeswarm.dev.netns.network import Network
+from edgeswarm.dev.netns.swarm import NetFleet
 
 pytestmark = pytest.mark.fleet
 

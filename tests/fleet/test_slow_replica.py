@@ -12,12 +12,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edgeswarm.client import Client
-from edgeswarm.coordinator import zoo
-from edgeswarm.loadgen import Load
-from edgeswarm.localfleet import wait_until
+from edgeswarm.dev import zoo
+from edgeswarm.dev.loadgen import Load
+from edgeswarm.dev.localfleet import wait_until
+from edgeswarm.dev.netns.network import Network
+from edgeswarm.dev.netns.swarm import NetFleet
 from tests.conftest import reference
-from tests.fleet.netns import Network
-from tests.fleet.swarm import NetFleet
 
 pytestmark = pytest.mark.fleet
 

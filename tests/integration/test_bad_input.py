@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from edgeswarm.client import Client, InvalidRequest, NotFound, ResourceExhausted
-from edgeswarm.localfleet import LocalFleet
+from edgeswarm.dev.localfleet import LocalFleet
 from tests.conftest import inputs_for, reference
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,7 @@ def test_a_model_onnx_runtime_cannot_load_is_refused_and_leaves_nothing_behind(
 def test_a_record_that_lies_about_who_answers_is_never_used(shared_fleet: LocalFleet) -> None:
     from zeroconf import IPVersion, Zeroconf
 
-    from edgeswarm.localfleet import wait_until
+    from edgeswarm.dev.localfleet import wait_until
     from edgeswarm.worker.advertise import service_info
 
     # An mDNS record of this fleet whose address belongs to worker1, which has another id.
@@ -171,7 +171,7 @@ def test_a_worker_times_its_link_to_another_and_refuses_bad_link_requests(shared
     import grpc
 
     from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
-    from edgeswarm.localfleet import free_port
+    from edgeswarm.dev.localfleet import free_port
 
     first, second = (shared_fleet.worker_addresses[n] for n in ("worker1", "worker2"))
     with grpc.insecure_channel(first) as channel:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeswarm.client import AsyncClient
-from edgeswarm.localfleet import free_port
+from edgeswarm.dev.localfleet import free_port
 from tests.conftest import inputs_for, reference
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import pytest
 from zeroconf import Zeroconf
 from zeroconf.asyncio import AsyncServiceInfo
 
-from edgeswarm.coordinator import discovery
-from edgeswarm.coordinator.discovery import Discovery
-from edgeswarm.types import WorkerInfo
+from edgeswarm.coordinator.fleet import discovery
+from edgeswarm.coordinator.fleet.discovery import Discovery
+from edgeswarm.plans import WorkerInfo
 from edgeswarm.worker.advertise import Advertiser, service_info
 
 pytestmark = pytest.mark.integration

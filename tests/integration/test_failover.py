@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgeswarm.client import Client, StageUnavailable
-from edgeswarm.loadgen import Load
-from edgeswarm.localfleet import wait_until
+from edgeswarm.dev.loadgen import Load
+from edgeswarm.dev.localfleet import wait_until
 from tests.conftest import inputs_for, reference
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from edgeswarm.client import Client
-from edgeswarm.loadgen import Load
-from edgeswarm.localfleet import LocalFleet, wait_until
+from edgeswarm.dev.loadgen import Load
+from edgeswarm.dev.localfleet import LocalFleet, wait_until
 from tests.conftest import inputs_for, reference
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,12 @@ import onnx
 import pytest
 from rich.console import Console
 
+from edgeswarm.cli.tables import print_status
 from edgeswarm.client import Client, PlacementError
-from edgeswarm.coordinator import zoo
-from edgeswarm.coordinator.costs import tensor_nbytes
-from edgeswarm.loadgen import Load
-from edgeswarm.localfleet import wait_until
-from edgeswarm.tables import print_status
+from edgeswarm.dev import zoo
+from edgeswarm.dev.loadgen import Load
+from edgeswarm.dev.localfleet import wait_until
+from edgeswarm.graph.costs import tensor_nbytes
 from tests.conftest import reference
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from edgeswarm.coordinator.presence import FleetPresence
-from edgeswarm.localfleet import free_port
-from edgeswarm.topics import (
+from edgeswarm.dev.localfleet import free_port
+from edgeswarm.dev.mosquitto import Mosquitto, Received, listen, mosquitto_unavailable, publish
+from edgeswarm.presence.fleet import FleetPresence
+from edgeswarm.presence.topics import (
     Payload,
     decode_event,
     decode_status,
@@ -31,8 +32,7 @@ from edgeswarm.topics import (
     status_topic,
     telemetry_topic,
 )
-from edgeswarm.worker.presence import WorkerPresence
-from tests.mosquitto import Mosquitto, Received, listen, mosquitto_unavailable, publish
+from edgeswarm.presence.worker import WorkerPresence
 
 pytestmark = pytest.mark.integration
 

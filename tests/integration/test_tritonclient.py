@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgeswarm.client import Client
-from edgeswarm.localfleet import LocalFleet
+from edgeswarm.dev.localfleet import LocalFleet
 from tests.conftest import inputs_for
 
 pytestmark = pytest.mark.integration

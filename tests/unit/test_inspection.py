@@ -7,8 +7,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from edgeswarm.coordinator import zoo
-from edgeswarm.coordinator.inspection import inspect_model, parse_input_shapes
+from edgeswarm.dev import zoo
+from edgeswarm.graph.inspection import inspect_model, parse_input_shapes
 
 
 def test_transformer_report() -> None:

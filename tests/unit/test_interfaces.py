@@ -1,4 +1,4 @@
-from edgeswarm.interfaces import choose_interface, default_route_interface, routed_interface
+from edgeswarm.mdns import choose_interface, default_route_interface, routed_interface
 
 TABLE = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask
 eth1\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from edgeswarm.coordinator.latency import SMOOTHING, PeakEwma, slowness
+from edgeswarm.coordinator.serving.latency import SMOOTHING, PeakEwma, slowness
 
 
 def test_nothing_known_reads_zero() -> None:

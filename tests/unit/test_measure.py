@@ -8,7 +8,13 @@ import grpc
 import pytest
 
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
-from edgeswarm.coordinator.measure import DRIFT_TOLERANCE, LINK_TTL_S, Measurer, drifted, machine_classes
+from edgeswarm.coordinator.planning.measure import (
+    DRIFT_TOLERANCE,
+    LINK_TTL_S,
+    Measurer,
+    drifted,
+    machine_classes,
+)
 
 
 def test_workers_within_15_percent_of_the_slowest_of_a_class_share_it() -> None:

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeswarm.coordinator import zoo
-from edgeswarm.coordinator.partition import PartitionError, balanced_cuts, live_after, natural_cuts, split
+from edgeswarm.dev import zoo
+from edgeswarm.graph.partition import PartitionError, balanced_cuts, live_after, natural_cuts, split
 from edgeswarm.worker.runtime import session_options
 
 # "basic" is the workers' default: with ORT_ENABLE_EXTENDED or _ALL, fusions can differ between a

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edgeswarm.coordinator.planner import (
+from edgeswarm.coordinator.planning.planner import (
     ModelProfile,
     NoFit,
     PeerLink,
@@ -160,7 +160,7 @@ def test_a_measured_slow_link_keeps_two_workers_from_being_neighbours() -> None:
 
 
 def test_neighbours_are_the_consecutive_stages_of_each_pipeline() -> None:
-    from edgeswarm.coordinator.planner import Layout, Pipeline, Stage
+    from edgeswarm.coordinator.planning.planner import Layout, Pipeline, Stage
 
     layout = Layout(
         "hybrid",
@@ -195,10 +195,10 @@ def test_large_fleets_are_planned_by_the_heuristic() -> None:
 def test_a_planned_layout_becomes_groups_whose_chained_stages_are_bit_exact() -> None:
     import onnxruntime as ort
 
-    from edgeswarm.coordinator import zoo
-    from edgeswarm.coordinator.deployer import layout_specs
-    from edgeswarm.coordinator.planner import Layout, Pipeline, Stage
-    from edgeswarm.coordinator.segments import segments_of
+    from edgeswarm.coordinator.deploying.deployer import layout_specs
+    from edgeswarm.coordinator.planning.planner import Layout, Pipeline, Stage
+    from edgeswarm.coordinator.planning.segments import segments_of
+    from edgeswarm.dev import zoo
     from tests.unit.test_partition import OPTIONS, run_whole
 
     model = zoo.transformer_encoder(layers=3, d_model=32, heads=4, d_ff=64, seq=8)
@@ -230,9 +230,9 @@ def test_a_planned_layout_becomes_groups_whose_chained_stages_are_bit_exact() ->
 
 
 def test_a_fleet_file_gives_figures_from_speed_or_segment_times() -> None:
-    from edgeswarm.coordinator import zoo
-    from edgeswarm.coordinator.fleetfile import figures_from
-    from edgeswarm.coordinator.segments import segments_of
+    from edgeswarm.coordinator.planning.fleetfile import figures_from
+    from edgeswarm.coordinator.planning.segments import segments_of
+    from edgeswarm.dev import zoo
 
     model = zoo.mlp(layers=4, width=32, in_features=16, out_features=4)
     segments = segments_of(model, zoo.sample_inputs(model))

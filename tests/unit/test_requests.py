@@ -3,9 +3,9 @@ import pytest
 
 from edgeswarm import codec
 from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
-from edgeswarm.coordinator.requests import check_outputs, input_tensors, output_names
+from edgeswarm.coordinator.serving.request_checks import check_outputs, input_tensors, output_names
 from edgeswarm.errors import InternalError, InvalidRequest
-from edgeswarm.types import Signature, TensorSpec
+from edgeswarm.plans import Signature, TensorSpec
 
 SIG = Signature(
     inputs=(TensorSpec("x", "FP32", (-1, 4)), TensorSpec("mask", "INT64", (-1, 4))),

@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 
 from edgeswarm._proto.edgeswarm.v1 import tensor_pb2, worker_pb2
-from edgeswarm.coordinator.fleet import BanList
-from edgeswarm.coordinator.router import Router
+from edgeswarm.coordinator.fleet.view import BanList
+from edgeswarm.coordinator.serving.router import Router
 from edgeswarm.errors import DeadlineExceeded, InvalidRequest, StageUnavailable
 from tests.unit.test_routing import plan_of
 

@@ -1,10 +1,10 @@
 import pytest
 
-from edgeswarm.coordinator.fleet import DOWN, UP, BanList, FleetView
-from edgeswarm.coordinator.placement import place, shape_of
-from edgeswarm.coordinator.routing import choose_route, stages_without_workers
+from edgeswarm.coordinator.fleet.view import DOWN, UP, BanList, FleetView
+from edgeswarm.coordinator.planning.placement import place, shape_of
+from edgeswarm.coordinator.serving.route_choice import choose_route, stages_without_workers
 from edgeswarm.errors import InvalidRequest, PlacementError, StageUnavailable
-from edgeswarm.types import Plan, Signature, StageSpec, WorkerInfo
+from edgeswarm.plans import Plan, Signature, StageSpec, WorkerInfo
 
 
 def plan_of(*stage_workers: tuple[str, ...]) -> Plan:

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from edgeswarm import codec
-from edgeswarm.coordinator import zoo
+from edgeswarm.dev import zoo
 from edgeswarm.worker import runtime as runtime_module
 from edgeswarm.worker.runtime import StageRuntime
 

@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from edgeswarm.worker.shards import ShardStore
+from edgeswarm.worker.cache import ShardStore
 
 
 def put(store: ShardStore, data: bytes, mtime: float) -> str:

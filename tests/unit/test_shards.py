@@ -13,11 +13,11 @@ import onnxruntime as ort
 import pytest
 from onnx.external_data_helper import uses_external_data
 
-from edgeswarm.coordinator import zoo
-from edgeswarm.coordinator.costs import tensor_nbytes
-from edgeswarm.coordinator.inspection import inspect_model
-from edgeswarm.coordinator.partition import natural_cuts
-from edgeswarm.coordinator.shards import INLINE_BYTES, split_to_files
+from edgeswarm.dev import zoo
+from edgeswarm.graph.costs import tensor_nbytes
+from edgeswarm.graph.inspection import inspect_model
+from edgeswarm.graph.partition import natural_cuts
+from edgeswarm.graph.stagefiles import INLINE_BYTES, split_to_files
 from tests.unit.test_partition import OPTIONS, run_whole
 
 

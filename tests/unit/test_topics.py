@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeswarm.topics import (
+from edgeswarm.presence.topics import (
     decode_event,
     decode_status,
     decode_telemetry,

@@ -1,0 +1,242 @@
+"""The live fleet: a channel per worker, a health stream per worker, the ban list and in-flight counts.
+
+A worker counts as up only once its health stream says SERVING and every stage the current plans
+give it is loaded there again (a restarted worker reloads from its disk cache or gets the shard anew).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
+from edgeswarm.channels import open_channel
+from edgeswarm.config import CoordinatorSettings
+from edgeswarm.coordinator.fleet.view import DOWN, UP, BanList, FleetView
+from edgeswarm.errors import EdgeswarmError, InternalError, NotFound, from_rpc_error
+from edgeswarm.metrics import WORKERS
+from edgeswarm.plans import WorkerInfo
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def _status_name(status: int) -> str:
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(status))
+
+
+class Link:
+    def __init__(self, address: str, max_message_bytes: int) -> None:
+        self.address = address
+        self.channel = open_channel(address, max_message_bytes)
+        self.worker = worker_pb2_grpc.WorkerStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+
+# Called when a worker comes up, to load what the plans give it; raises to keep it down.
+Reconcile = Callable[[str, Link, worker_pb2.WorkerDescription], Awaitable[None]]
+
+
+class Members:
+    def __init__(self, settings: CoordinatorSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.view = FleetView()
+        self.bans = BanList(settings.ban_initial, settings.ban_max)
+        self.in_flight: Counter[str] = Counter()
+        self.links: dict[str, Link] = {}
+        self.descriptions: dict[str, worker_pb2.WorkerDescription] = {}
+        self.reconcile: Reconcile | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._watched: set[str] = set()
+        self._refusals: dict[str, str] = {}
+        # Last status each health stream sent, and the workers whose probe went unanswered.
+        self._health: dict[str, int] = {}
+        self._unanswered: set[str] = set()
+        self.down_since: dict[str, float] = {}
+        # Called with a worker's id when it is lost (not when it drains): the router abandons its requests.
+        self.on_lost: list[Callable[[str], None]] = []
+        # Called on each change of a worker's state with (info, new state, why): fleet events.
+        self.on_change: list[Callable[[WorkerInfo, str, str], None]] = []
+        # How workers reach this coordinator; set once the server is bound.
+        self.address_for_workers = ""
+
+    async def run(self) -> None:
+        """Holds the health watchers; returns only when cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            for worker_id in self.links:
+                self._start_watch(worker_id)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                self._tasks = None
+                for link in self.links.values():
+                    await link.channel.close()
+
+    async def found(self, info: WorkerInfo) -> None:
+        """Discovery found `info`: open a link and watch its health, or follow a changed address."""
+        known = self.view.get(info.id)
+        self.view = self.view.upsert(info)
+        if known is not None and known.info.address == info.address:
+            return
+        old = self.links.get(info.id)
+        self.links[info.id] = Link(info.address, self.settings.max_message_bytes)
+        log.info("worker_found id=%s name=%s address=%s", info.id[:8], info.name, info.address)
+        if old is not None:
+            await old.channel.close()
+        self._start_watch(info.id)
+
+    def _start_watch(self, worker_id: str) -> None:
+        """One health watcher per worker for the coordinator's life; it follows the worker's current link."""
+        if self._tasks is not None and worker_id not in self._watched:
+            self._watched.add(worker_id)
+            self._tasks.create_task(self._watch(worker_id), name=f"health-{worker_id[:8]}")
+            self._tasks.create_task(self._probe(worker_id), name=f"probe-{worker_id[:8]}")
+
+    async def _watch(self, worker_id: str) -> None:
+        while True:
+            link = self.links[worker_id]
+            try:
+                async for reply in link.health.Watch(health_pb2.HealthCheckRequest(service="")):
+                    self._health[worker_id] = reply.status
+                    if reply.status == SERVING:
+                        if worker_id not in self._unanswered:
+                            await self._came_up(worker_id, link)
+                    else:
+                        # NOT_SERVING: draining; what it holds now still finishes.
+                        self._set(worker_id, DOWN, f"health {_status_name(reply.status)}")
+                self._health.pop(worker_id, None)
+                self._set(worker_id, DOWN, "health stream ended", lost=True)
+            except grpc.RpcError as exc:
+                self._health.pop(worker_id, None)
+                self._set(worker_id, DOWN, f"health stream: {exc.code().name}", lost=True)
+            except EdgeswarmError as exc:
+                self._set(worker_id, DOWN, exc.message)
+                if self._refusals.get(worker_id) != exc.message:
+                    log.warning("worker_refused id=%s reason=%r", worker_id[:8], exc.message)
+                    self._refusals[worker_id] = exc.message
+            await asyncio.sleep(self.settings.health_retry)
+
+    async def _probe(self, worker_id: str) -> None:
+        """Checks health every probe_interval: a worker that stops answering is lost, not just slow to say so.
+
+        A frozen process or a cut link closes no stream; only a check that gets no answer shows it.
+        Every describe_interval it also re-reads the worker's description (its figures may drift).
+        """
+        described = self.clock()
+        while True:
+            await asyncio.sleep(self.settings.probe_interval)
+            link = self.links[worker_id]
+            try:
+                await link.health.Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=self.settings.probe_timeout
+                )
+            except grpc.RpcError as exc:
+                if self._health.get(worker_id) == SERVING and worker_id not in self._unanswered:
+                    self._unanswered.add(worker_id)
+                    self._set(worker_id, DOWN, f"health check: {exc.code().name}", lost=True)
+                continue
+            if worker_id in self._unanswered:
+                self._unanswered.discard(worker_id)
+                if self._health.get(worker_id) == SERVING:
+                    try:
+                        await self._came_up(worker_id, link)
+                    except (grpc.RpcError, EdgeswarmError) as exc:
+                        self._set(worker_id, DOWN, f"rejoin: {exc}")
+                described = self.clock()
+            elif self._due(described) and worker_id in self.live():
+                described = self.clock()
+                await self._redescribe(worker_id, link)
+
+    def _due(self, since: float) -> bool:
+        interval = self.settings.describe_interval
+        return interval > 0 and self.clock() - since >= interval
+
+    async def _redescribe(self, worker_id: str, link: Link) -> None:
+        """Keeps the worker's newest description; a failure here is the health checks' business."""
+        with contextlib.suppress(EdgeswarmError):
+            self.descriptions[worker_id] = await self._describe(worker_id, link, self.settings.probe_timeout)
+
+    async def _describe(self, worker_id: str, link: Link, timeout: float) -> worker_pb2.WorkerDescription:
+        """The worker's description; InternalError when whoever answers at its address is not it."""
+        try:
+            request = worker_pb2.DescribeRequest(coordinator=self.address_for_workers)
+            description: worker_pb2.WorkerDescription = await link.worker.Describe(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        if description.id != worker_id or description.fleet != self.settings.fleet:
+            # A stale mDNS record can point at an address another worker has taken since.
+            raise InternalError(
+                f"{link.address} answers as worker {description.id[:8]} of fleet {description.fleet!r}, "
+                f"not {worker_id[:8]} of {self.settings.fleet!r}"
+            )
+        return description
+
+    async def _came_up(self, worker_id: str, link: Link) -> None:
+        description = await self._describe(worker_id, link, timeout=10)
+        self.descriptions[worker_id] = description
+        if self.reconcile is not None:
+            await self.reconcile(worker_id, link, description)
+        self._set(worker_id, UP, "health SERVING")
+
+    def _set(self, worker_id: str, state: str, why: str, lost: bool = False) -> None:
+        before = self.view.get(worker_id)
+        self.view = self.view.mark(worker_id, state)
+        for each in (UP, DOWN):
+            WORKERS.labels(each).set(sum(w.state == each for w in self.view.workers))
+        if before is not None and before.state != state:
+            log.info("worker_%s id=%s name=%s reason=%r", state, worker_id[:8], before.info.name, why)
+            if state == UP:
+                self.bans.forgive(worker_id)
+                self.down_since.pop(worker_id, None)
+            else:
+                self.down_since.setdefault(worker_id, self.clock())
+            for tell in self.on_change:
+                tell(before.info, state, why)
+        if lost and state == DOWN:
+            for listener in self.on_lost:
+                listener(worker_id)
+
+    def mark_lost(self, worker_id: str, why: str) -> None:
+        """Another layer (MQTT presence) says the worker is gone; health brings it back when it answers."""
+        if self.view.get(worker_id) is not None:
+            self._unanswered.add(worker_id)
+            self._set(worker_id, DOWN, why, lost=True)
+
+    def find(self, worker: str) -> WorkerInfo:
+        """The worker named `worker`, or with that id or unique id prefix; NotFound if none."""
+        infos = [w.info for w in self.view.workers]
+        exact = [i for i in infos if worker in (i.id, i.name)]
+        matches = exact or [i for i in infos if worker and i.id.startswith(worker)]
+        if len(matches) != 1:
+            known = ", ".join(f"{i.name} ({i.id[:8]})" for i in infos) or "none"
+            what = "matches several workers" if matches else "is no worker of this fleet"
+            raise NotFound(f"{worker!r} {what} (workers: {known})")
+        return matches[0]
+
+    def live(self) -> frozenset[str]:
+        return self.view.live()
+
+    def banned(self, worker_id: str) -> bool:
+        return self.bans.banned(worker_id, self.clock())
+
+    def ban(self, worker_id: str) -> float:
+        return self.bans.ban(worker_id, self.clock())
+
+    def forgive(self, worker_id: str) -> None:
+        self.bans.forgive(worker_id)
+
+    def address(self, worker_id: str) -> str:
+        return self.view.address(worker_id)
+
+    def link(self, worker_id: str) -> Link:
+        return self.links[worker_id]

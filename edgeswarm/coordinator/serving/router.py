@@ -1,0 +1,183 @@
+"""Routing a request over the current plan, retrying other routes until one finishes or time runs out."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import grpc
+
+from edgeswarm._proto.edgeswarm.v1 import tensor_pb2, worker_pb2
+from edgeswarm.coordinator.serving.latency import PeakEwma
+from edgeswarm.coordinator.serving.route_choice import RouteHop, choose_route
+from edgeswarm.errors import DeadlineExceeded, StageUnavailable, from_rpc_error
+from edgeswarm.metrics import ROUTE_FAILURES, ROUTED
+from edgeswarm.plans import Plan
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    """The one seam between the router and the workers."""
+
+    async def run(
+        self, worker_id: str, request: worker_pb2.StageRequest, timeout: float
+    ) -> worker_pb2.StageResponse: ...
+
+
+class FleetState(Protocol):
+    in_flight: Counter[str]
+
+    def live(self) -> frozenset[str]: ...
+    def banned(self, worker_id: str) -> bool: ...
+    def ban(self, worker_id: str) -> float: ...
+    def address(self, worker_id: str) -> str: ...
+    def forgive(self, worker_id: str) -> None: ...
+
+
+class Router:
+    # Each failed attempt bans a worker, so routes run out long before this; it bounds a fleet that flaps.
+    MAX_ATTEMPTS = 16
+
+    def __init__(
+        self,
+        fleet: FleetState,
+        transport: Transport,
+        clock: Callable[[], float] = time.monotonic,
+        latency_decay: float = 2.0,
+    ) -> None:
+        self.fleet = fleet
+        self.transport = transport
+        self.clock = clock
+        # Seconds per request of each worker, by model, from the routes that finished.
+        self.latency = PeakEwma(latency_decay)
+        self._turns = itertools.count()
+        self._attempts: dict[asyncio.Future[worker_pb2.StageResponse], tuple[str, ...]] = {}
+        self._abandoned: dict[asyncio.Future[worker_pb2.StageResponse], str] = {}
+
+    async def infer(
+        self,
+        plan: Plan,
+        tensors: Sequence[tensor_pb2.Tensor],
+        outputs: Sequence[str],
+        request_id: str,
+        timeout: float,
+    ) -> list[tensor_pb2.Tensor]:
+        deadline = self.clock() + timeout
+        attempts = 0
+        last: StageUnavailable | None = None
+        while True:
+            now = self.clock()
+            remaining = deadline - now
+            if remaining <= 0:
+                cause = f"; last failure: {last.message}" if last else ""
+                raise DeadlineExceeded(
+                    f"model {plan.model!r}: deadline of {timeout:.3g}s passed "
+                    f"after {attempts} attempt(s){cause}"
+                )
+            route = choose_route(
+                plan,
+                self.fleet.live(),
+                self.fleet.banned,
+                self.fleet.in_flight,
+                next(self._turns),
+                lambda worker: self.latency.estimate(plan.model, worker, now),  # noqa: B023
+            )
+            request = worker_pb2.StageRequest(
+                request_id=request_id,
+                model=plan.model,
+                tensors=tensors,
+                route=self._hops(route, outputs, plan),
+            )
+            primaries = [hop.workers[0] for hop in route]
+            ROUTED.labels(plan.model, primaries[0]).inc()
+            self.fleet.in_flight.update(primaries)
+            try:
+                response = await self._attempt(primaries, request, remaining)
+            except StageUnavailable as exc:
+                attempts += 1
+                last = exc
+                ROUTE_FAILURES.labels(plan.model).inc()
+                if attempts >= self.MAX_ATTEMPTS:
+                    raise
+                for worker in exc.failed or (primaries[0],):
+                    length = self.fleet.ban(worker)
+                    log.warning(
+                        "route_failed request=%s model=%s worker=%s ban_s=%.2f error=%r",
+                        request_id,
+                        plan.model,
+                        worker[:8],
+                        length,
+                        exc.message,
+                    )
+                continue
+            finally:
+                self.fleet.in_flight.subtract(primaries)
+            finished = self.clock()
+            for worker in primaries:
+                self.fleet.forgive(worker)
+                self.latency.observe(plan.model, worker, finished - now, finished)
+            return list(response.tensors)
+
+    async def _attempt(
+        self, primaries: Sequence[str], request: worker_pb2.StageRequest, timeout: float
+    ) -> worker_pb2.StageResponse:
+        """One try along a route; abandoned (StageUnavailable) as soon as a worker on it is lost."""
+        attempt = asyncio.ensure_future(self.transport.run(primaries[0], request, timeout))
+        self._attempts[attempt] = tuple(primaries)
+        try:
+            return await attempt
+        except asyncio.CancelledError:
+            lost = self._abandoned.pop(attempt, None)
+            if lost is None:
+                raise
+            raise StageUnavailable(f"worker {lost[:8]} was lost while it held the request", (lost,)) from None
+        finally:
+            del self._attempts[attempt]
+            self._abandoned.pop(attempt, None)
+
+    def abandon(self, worker_id: str) -> None:
+        """`worker_id` is lost (killed, frozen, cut off): give up the attempts routed through it now
+        instead of at their deadline, so they are retried on another route. What was known of its
+        speed is dropped: if it comes back, it starts afresh."""
+        self.latency.forget(worker_id)
+        for attempt, workers in self._attempts.items():
+            if worker_id in workers and not attempt.done():
+                self._abandoned[attempt] = worker_id
+                attempt.cancel()
+
+    def _hops(self, route: tuple[RouteHop, ...], outputs: Sequence[str], plan: Plan) -> list[worker_pb2.Hop]:
+        hops = []
+        for i, hop in enumerate(route):
+            carry = list(outputs) if i == len(route) - 1 else list(hop.carry)
+            hops.append(
+                worker_pb2.Hop(
+                    stage=hop.stage,
+                    addresses=[self.fleet.address(w) for w in hop.workers],
+                    worker_ids=list(hop.workers),
+                    carry=carry,
+                    batch_max=plan.batch_max if i == 0 else 0,
+                    batch_delay_ms=1000 * plan.batch_delay_s if i == 0 else 0.0,
+                )
+            )
+        return hops
+
+
+class GrpcTransport:
+    def __init__(self, stub_of: Callable[[str], object]) -> None:
+        self._stub_of = stub_of
+
+    async def run(
+        self, worker_id: str, request: worker_pb2.StageRequest, timeout: float
+    ) -> worker_pb2.StageResponse:
+        stub = self._stub_of(worker_id)
+        try:
+            response: worker_pb2.StageResponse = await stub.RunStage(request, timeout=timeout)  # type: ignore[attr-defined]
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return response

@@ -1,0 +1,86 @@
+"""`edgeswarm inspect`: what a model is and where it can be cut, as one JSON-ready document. Pure."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import onnx
+
+from edgeswarm.graph.costs import tensor_nbytes
+from edgeswarm.graph.partition import Graph, natural_positions
+from edgeswarm.graph.signature import signature_of
+
+
+def _bytes(value: float) -> int | None:
+    return None if math.isinf(value) else int(value)
+
+
+def inspect_model(
+    model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None
+) -> dict[str, Any]:
+    """The model's inputs, outputs, size and cost, and every cut position with what crosses it.
+
+    Cuts are listed by position; `rank` orders them by boundary bytes (1 = smallest), and `natural`
+    marks the ones between repeated blocks.
+    """
+    g = Graph(model, input_shapes)
+    signature = signature_of(model)
+    natural = set(natural_positions(g))
+    first_reader: dict[str, int] = {}
+    for i, reads in enumerate(g.reads):
+        for name in reads:
+            if name in g.initializers:
+                first_reader.setdefault(name, i)
+    new_params = [0] * len(g.nodes)
+    for name, i in first_reader.items():
+        new_params[i] += tensor_nbytes(g.initializers[name])
+    flops_before = [0, *itertools.accumulate(g.flops)]
+    params_before = [0, *itertools.accumulate(new_params)]
+    cuts = []
+    for position in range(1, len(g.nodes)):
+        tensors = [{"name": t, "bytes": _bytes(g.tensor_bytes(t))} for t in g.live_after(position)]
+        node = g.nodes[position - 1]
+        cuts.append(
+            {
+                "position": position,
+                "after_node": node.name or f"{node.op_type}#{position - 1}",
+                "natural": position in natural,
+                "flops_before": flops_before[position],
+                "parameter_bytes_before": params_before[position],
+                "boundary_bytes": _bytes(g.live_bytes(position)),
+                "tensors": tensors,
+            }
+        )
+    order = sorted(cuts, key=lambda c: (c["boundary_bytes"] is None, c["boundary_bytes"] or 0, c["position"]))
+    for rank, cut in enumerate(order, start=1):
+        cut["rank"] = rank
+    tensor = [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in signature.inputs]
+    return {
+        "inputs": tensor,
+        "outputs": [
+            {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in signature.outputs
+        ],
+        "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
+        "nodes": len(g.nodes),
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "parameter_bytes": sum(new_params),
+        "flops": flops_before[-1],
+        "cuts": cuts,
+    }
+
+
+def parse_input_shapes(specs: Sequence[str]) -> dict[str, list[int]]:
+    """`NAME=D0,D1,...` options as a mapping; ValueError naming the option that is malformed."""
+    shapes = {}
+    for spec in specs:
+        name, sep, dims = spec.partition("=")
+        try:
+            shapes[name] = [int(d) for d in dims.split(",")]
+        except ValueError:
+            shapes[name] = []
+        if not sep or not name or not shapes[name] or any(d < 0 for d in shapes[name]):
+            raise ValueError(f"--input-shape {spec!r}: expected NAME=D0,D1,... with non-negative sizes")
+    return shapes
