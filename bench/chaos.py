@@ -28,6 +28,7 @@ from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.netns import chaos
 from edgeswarm.dev.netns.network import Network, unavailable
 from edgeswarm.dev.netns.swarm import NetFleet
+from edgeswarm.graph.samples import sample_inputs
 from tests.conftest import reference
 
 
@@ -55,7 +56,7 @@ def main() -> int:
         fleet.start()
         fleet.wait_ready()
         chaos.deploy_replicas(fleet, str(path), "model")
-        inputs = zoo.sample_inputs(model, batch=1)
+        inputs = sample_inputs(model, batch=1)
         outcomes = []
         want = reference(path, inputs)
         with Load(fleet.coordinator_address, "model", inputs, want, args.lanes, 30.0) as load:

@@ -23,6 +23,7 @@ from edgeswarm.client import Client
 from edgeswarm.dev import zoo
 from edgeswarm.dev.bench.run import timed
 from edgeswarm.dev.localfleet import LocalFleet
+from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker.runtime import session_options
 
 
@@ -36,7 +37,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     model = zoo.transformer_encoder(layers=2, d_model=64, seq=32) if args.small else zoo.builtin_model()
-    inputs = zoo.sample_inputs(model)
+    inputs = sample_inputs(model)
     with tempfile.TemporaryDirectory() as tmp, LocalFleet(Path(tmp), workers=1) as fleet:
         path = Path(tmp) / "model.onnx"
         onnx.save(model, str(path))

@@ -12,6 +12,7 @@ import pytest
 
 from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import LocalFleet, free_port
+from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker.runtime import session_options
 
 # Small enough for tests, big enough that each has several layers to cut between.
@@ -43,7 +44,7 @@ def reference(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray
 
 
 def inputs_for(path: Path, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
-    return zoo.sample_inputs(onnx.load(str(path)), batch=batch, seed=seed)
+    return sample_inputs(onnx.load(str(path)), batch=batch, seed=seed)
 
 
 @pytest.fixture

@@ -215,8 +215,8 @@ def _plan_offline(args: argparse.Namespace) -> int:
     from edgeswarm.coordinator.planning.plan_report import report
     from edgeswarm.coordinator.planning.planner import NoFit, plan
     from edgeswarm.coordinator.planning.segments import segments_of
-    from edgeswarm.dev.zoo import sample_inputs
     from edgeswarm.graph.partition import PartitionError
+    from edgeswarm.graph.samples import sample_inputs
 
     try:
         model = onnx.load(str(args.model))

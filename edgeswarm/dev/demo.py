@@ -23,6 +23,7 @@ from edgeswarm.cli.tables import print_status
 from edgeswarm.client import AsyncClient, Client
 from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import LocalFleet
+from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker.runtime import session_options
 
 Inputs = dict[str, np.ndarray]
@@ -157,7 +158,7 @@ def run_demo(requests: int = 40) -> int:
         model = zoo.builtin_model()
         path = workdir / "encoder.onnx"
         onnx.save(model, str(path))
-        inputs = [zoo.sample_inputs(model, batch=1, seed=i) for i in range(DISTINCT_INPUTS)]
+        inputs = [sample_inputs(model, batch=1, seed=i) for i in range(DISTINCT_INPUTS)]
         size_mb = path.stat().st_size / 1e6
         console.print(
             f"[bold]edgeswarm demo[/bold]: built-in transformer encoder, {size_mb:.1f} MB, "

@@ -1,4 +1,7 @@
-"""Models built by code with deterministic weights: the demo's encoder and the test zoo."""
+"""Models built by code with deterministic weights: the demo's encoder and the test zoo.
+
+`identity_chain`, the trivial stage the coordinator times calls with, is re-exported from graph/.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OPSET = 17
-IR_VERSION = 9
+from edgeswarm.graph.trivial import IR_VERSION, OPSET
+from edgeswarm.graph.trivial import identity_chain as identity_chain
 
 
 class _Graph:
@@ -269,59 +272,6 @@ def dtypes() -> onnx.ModelProto:
     return model
 
 
-def identity_chain(floats: int, stages: int = 1) -> onnx.ModelProto:
-    """`stages` Identity nodes on a float vector `t0` -> `t<stages>`: stages that cost nothing but
-    their calls, for measuring what a hop itself costs."""
-    nodes = [helper.make_node("Identity", [f"t{i}"], [f"t{i + 1}"]) for i in range(stages)]
-    graph = helper.make_graph(
-        nodes,
-        "identity_chain",
-        [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [floats])],
-        [helper.make_tensor_value_info(f"t{stages}", TensorProto.FLOAT, [floats])],
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgeswarm"
-    )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model
-
-
 def builtin_model() -> onnx.ModelProto:
     """The demo's model: a 6-layer encoder, d_model 384, about 42 MB of float32 weights."""
     return transformer_encoder(layers=6, d_model=384, heads=6, d_ff=1536, seq=64)
-
-
-_NUMPY: dict[int, type[np.generic]] = {
-    TensorProto.FLOAT: np.float32,
-    TensorProto.FLOAT16: np.float16,
-    TensorProto.INT64: np.int64,
-    TensorProto.INT32: np.int32,
-    TensorProto.INT8: np.int8,
-    TensorProto.UINT8: np.uint8,
-    TensorProto.BOOL: np.bool_,
-}
-
-
-def sample_inputs(model: onnx.ModelProto, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs for the model's declared inputs; symbolic dimensions become `batch`."""
-    rng = np.random.default_rng(seed)
-    initializers = {i.name for i in model.graph.initializer}
-    out: dict[str, np.ndarray] = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else batch for d in tensor.shape.dim)
-        dtype = _NUMPY[tensor.elem_type]
-        if dtype in (np.float32, np.float16):
-            out[value.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype is np.bool_:
-            out[value.name] = rng.integers(0, 2, shape).astype(np.bool_)
-        elif "mask" in value.name:
-            mask = np.ones(shape, dtype=dtype)
-            mask[0, shape[-1] - shape[-1] // 4 :] = 0
-            out[value.name] = mask
-        else:
-            out[value.name] = rng.integers(0, 8, shape).astype(dtype)
-    return out

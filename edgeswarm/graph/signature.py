@@ -4,32 +4,27 @@ from __future__ import annotations
 
 import onnx
 
+from edgeswarm.codec import Datatype, by_onnx_name
 from edgeswarm.errors import InvalidRequest
 from edgeswarm.plans import Signature, TensorSpec
-
-_DATATYPES: dict[int, str] = {
-    onnx.TensorProto.BOOL: "BOOL",
-    onnx.TensorProto.UINT8: "UINT8",
-    onnx.TensorProto.UINT16: "UINT16",
-    onnx.TensorProto.UINT32: "UINT32",
-    onnx.TensorProto.UINT64: "UINT64",
-    onnx.TensorProto.INT8: "INT8",
-    onnx.TensorProto.INT16: "INT16",
-    onnx.TensorProto.INT32: "INT32",
-    onnx.TensorProto.INT64: "INT64",
-    onnx.TensorProto.FLOAT16: "FP16",
-    onnx.TensorProto.FLOAT: "FP32",
-    onnx.TensorProto.DOUBLE: "FP64",
-}
 
 
 def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
     tensor = value.type.tensor_type
-    datatype = _DATATYPES.get(tensor.elem_type)
-    if not value.type.HasField("tensor_type") or datatype is None:
+    known = datatype_of(tensor.elem_type) if value.type.HasField("tensor_type") else None
+    if known is None:
         raise InvalidRequest(f"tensor {value.name!r} has a type the swarm cannot carry")
     dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
-    return TensorSpec(value.name, datatype, dims)
+    return TensorSpec(value.name, known.name, dims)
+
+
+def datatype_of(elem_type: int) -> Datatype | None:
+    """The swarm's datatype of an ONNX element type; None for one it cannot carry."""
+    try:
+        name = onnx.TensorProto.DataType.Name(elem_type)
+    except ValueError:
+        return None
+    return by_onnx_name(name)
 
 
 def signature_of(model: onnx.ModelProto) -> Signature:

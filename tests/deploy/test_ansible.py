@@ -23,6 +23,7 @@ from edgeswarm.client import Client
 from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import up_workers_of, wait_until
 from edgeswarm.dev.netns.network import Network
+from edgeswarm.graph.samples import sample_inputs
 from tests.conftest import reference
 from tests.fleet.conftest import require_netns, skip_or_fail
 
@@ -154,7 +155,7 @@ def test_installed_daemons_find_each_other_and_serve(
         wait_until(lambda: up_workers_of(coordinator) == {"localhost"}, 60, "the installed worker to join")
         with Client(coordinator) as client:
             client.deploy(model_path, "mlp", mode="replicas", replicas=1, timeout=60)
-            inputs = zoo.sample_inputs(onnx.load(str(model_path)), batch=2)
+            inputs = sample_inputs(onnx.load(str(model_path)), batch=2)
             got = client.infer("mlp", inputs, timeout=10)
         want = reference(model_path, inputs)
         assert all(np.array_equal(got[k], want[k]) for k in want)

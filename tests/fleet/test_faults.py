@@ -17,6 +17,7 @@ from edgeswarm.dev.mosquitto import mosquitto_binary
 from edgeswarm.dev.netns import chaos
 from edgeswarm.dev.netns.network import Network, wait_until
 from edgeswarm.dev.netns.swarm import NetFleet
+from edgeswarm.graph.samples import sample_inputs
 from tests.conftest import reference
 
 pytestmark = pytest.mark.fleet
@@ -44,7 +45,7 @@ def replicas_fleet(network: Network, tmp_path: Path) -> Iterator[NetFleet]:
 def test_every_fault_fails_no_request(replicas_fleet: NetFleet, model_path: Path) -> None:
     fleet = replicas_fleet
     chaos.deploy_replicas(fleet, str(model_path), "enc")
-    inputs = zoo.sample_inputs(onnx.load(str(model_path)), batch=1)
+    inputs = sample_inputs(onnx.load(str(model_path)), batch=1)
     outcomes = []
     with Load(
         fleet.coordinator_address, "enc", inputs, reference(model_path, inputs), lanes=2, timeout=20
@@ -67,7 +68,7 @@ def test_a_pipeline_without_spares_is_replanned_when_a_worker_dies(
     fleet.wait_ready()
     with Client(fleet.coordinator_address) as client:
         client.deploy(model_path, "enc", mode="pipeline", stages=3, timeout=60)
-    inputs = zoo.sample_inputs(onnx.load(str(model_path)), batch=1)
+    inputs = sample_inputs(onnx.load(str(model_path)), batch=1)
     want = reference(model_path, inputs)
 
     def stages() -> int:

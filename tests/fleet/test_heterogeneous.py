@@ -12,11 +12,11 @@ import pytest
 
 from edgeswarm.client import Client
 from edgeswarm.coordinator.planning.segments import segments_of
-from edgeswarm.dev import zoo
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import wait_until
 from edgeswarm.dev.netns.network import Network
 from edgeswarm.dev.netns.swarm import NetFleet, pipeline_encoder
+from edgeswarm.graph.samples import sample_inputs
 from tests.conftest import reference
 
 pytestmark = pytest.mark.fleet
@@ -43,7 +43,7 @@ def test_the_plan_follows_measured_speed_and_predicts_throughput(network: Networ
     chosen = info.plan["chosen"]
     assert chosen["kind"] == "pipeline", chosen
     # Work is the estimated FLOPs of the segments a worker runs (the coordinator cut the same segments).
-    flops = segments_of(model, zoo.sample_inputs(model, batch=1)).flops
+    flops = segments_of(model, sample_inputs(model, batch=1)).flops
     work = {
         names[s["worker_id"]]: sum(flops[s["first_segment"] : s["last_segment"] + 1])
         for s in chosen["pipelines"][0]["stages"]
@@ -52,7 +52,7 @@ def test_the_plan_follows_measured_speed_and_predicts_throughput(network: Networ
           f"predicted {chosen['predicted_rps']:.2f} req/s")  # fmt: skip
     assert work.get("worker3", 0) < work["worker1"]
 
-    inputs = zoo.sample_inputs(model, batch=1)
+    inputs = sample_inputs(model, batch=1)
     lanes = 2 * len(chosen["pipelines"][0]["stages"])
     with Load(
         fleet.coordinator_address, "enc", inputs, reference(path, inputs), lanes=lanes, timeout=60
@@ -123,7 +123,7 @@ def test_a_worker_slowed_after_the_deploy_is_measured_again_and_given_less_work(
     replans = [line for line in fleet.log("coordinator").splitlines() if "replanning model=enc" in line]
     print("\n".join(replans))
     assert replans and all("figures changed" in line for line in replans)
-    inputs = zoo.sample_inputs(model, batch=1)
+    inputs = sample_inputs(model, batch=1)
     with Client(fleet.coordinator_address) as client:
         got = client.infer("enc", inputs, timeout=60)
     want = reference(path, inputs)

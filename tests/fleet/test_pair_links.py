@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from edgeswarm.client import Client
-from edgeswarm.dev import zoo
 from edgeswarm.dev.netns.network import Network
 from edgeswarm.dev.netns.swarm import NetFleet, pipeline_encoder
+from edgeswarm.graph.samples import sample_inputs
 from tests.conftest import reference
 
 pytestmark = pytest.mark.fleet
@@ -42,7 +42,7 @@ def test_workers_with_a_slow_link_between_them_are_not_neighbours(
     fleet.wait_ready()
     with Client(fleet.coordinator_address) as client:
         info = client.deploy(path, "enc", timeout=300)
-        inputs = zoo.sample_inputs(model, batch=1)
+        inputs = sample_inputs(model, batch=1)
         got = client.infer("enc", inputs, timeout=60)
     assert info.plan is not None
     chosen = info.plan["chosen"]

@@ -17,6 +17,7 @@ from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import wait_until
 from edgeswarm.dev.netns.network import Network
 from edgeswarm.dev.netns.swarm import NetFleet
+from edgeswarm.graph.samples import sample_inputs
 from tests.conftest import reference
 
 pytestmark = pytest.mark.fleet
@@ -52,7 +53,7 @@ def test_a_slow_replica_is_routed_around(network: Network, tmp_path: Path) -> No
     ids = {w["name"]: w["id"] for w in fleet.status().workers}
     fleet.worker_hosts["worker2"].throttle_cpu(0.05)
 
-    inputs = zoo.sample_inputs(model, batch=1)
+    inputs = sample_inputs(model, batch=1)
     with Load(fleet.coordinator_address, "enc", inputs, reference(path, inputs), lanes=2) as load:
         wait_until(lambda: load.succeeded() >= 50, 60, "routing to learn the replicas' speeds")
         before = routed(metrics, "enc")

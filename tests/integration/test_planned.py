@@ -21,6 +21,7 @@ from edgeswarm.dev import zoo
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import wait_until
 from edgeswarm.graph.costs import tensor_nbytes
+from edgeswarm.graph.samples import sample_inputs
 from tests.conftest import reference
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ CLI = [sys.executable, "-m", "edgeswarm"]
 
 
 def check_bit_exact(client: Client, name: str, path: Path) -> None:
-    inputs = zoo.sample_inputs(onnx.load(str(path)), batch=2, seed=4)
+    inputs = sample_inputs(onnx.load(str(path)), batch=2, seed=4)
     got, want = client.infer(name, inputs, timeout=30), reference(path, inputs)
     assert got.keys() == want.keys()
     for key in want:
@@ -112,7 +113,7 @@ def test_a_worker_joining_triggers_a_new_plan_that_fails_no_request(  # type: ig
         return model["version"], len({w for s in model["stages"] for w in s["workers"]})
 
     assert placed() == ("1", 2)
-    inputs = zoo.sample_inputs(onnx.load(str(path)), batch=1)
+    inputs = sample_inputs(onnx.load(str(path)), batch=1)
     with Load(fleet.coordinator_address, "enc", inputs, reference(path, inputs), lanes=2) as load:
         wait_until(lambda: load.succeeded() >= 10, 30, "requests flowing")
         fleet.start_worker("worker3")

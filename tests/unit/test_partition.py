@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeswarm.dev import zoo
 from edgeswarm.graph.partition import PartitionError, balanced_cuts, live_after, natural_cuts, split
+from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker.runtime import session_options
 
 # "basic" is the workers' default: with ORT_ENABLE_EXTENDED or _ALL, fusions can differ between a
@@ -52,7 +53,7 @@ def run_chained(
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_natural_cut_and_balanced_split_is_bit_exact(name: str) -> None:
     model = MODELS[name]()
-    inputs = zoo.sample_inputs(model, batch=2)
+    inputs = sample_inputs(model, batch=2)
     want = run_whole(model, inputs)
     plans = [[c] for c in natural_cuts(model)] + [balanced_cuts(model, k) for k in (2, 3, 4)]
     assert len(plans) > 3
@@ -66,7 +67,7 @@ def test_every_natural_cut_and_balanced_split_is_bit_exact(name: str) -> None:
 @pytest.mark.parametrize("name", list(MODELS))
 def test_random_plans_of_two_to_six_stages_are_bit_exact(name: str) -> None:
     model = MODELS[name]()
-    inputs = zoo.sample_inputs(model, batch=1, seed=1)
+    inputs = sample_inputs(model, batch=1, seed=1)
     want = run_whole(model, inputs)
     rng = np.random.default_rng(0)
     n = len(model.graph.node)

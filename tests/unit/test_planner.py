@@ -199,10 +199,11 @@ def test_a_planned_layout_becomes_groups_whose_chained_stages_are_bit_exact() ->
     from edgeswarm.coordinator.planning.planner import Layout, Pipeline, Stage
     from edgeswarm.coordinator.planning.segments import segments_of
     from edgeswarm.dev import zoo
+    from edgeswarm.graph.samples import sample_inputs
     from tests.unit.test_partition import OPTIONS, run_whole
 
     model = zoo.transformer_encoder(layers=3, d_model=32, heads=4, d_ff=64, seq=8)
-    inputs = zoo.sample_inputs(model, batch=1)
+    inputs = sample_inputs(model, batch=1)
     segments = segments_of(model, inputs)
     last = len(segments.parts) - 1
     layout = Layout(
@@ -233,9 +234,10 @@ def test_a_fleet_file_gives_figures_from_speed_or_segment_times() -> None:
     from edgeswarm.coordinator.planning.fleetfile import figures_from
     from edgeswarm.coordinator.planning.segments import segments_of
     from edgeswarm.dev import zoo
+    from edgeswarm.graph.samples import sample_inputs
 
     model = zoo.mlp(layers=4, width=32, in_features=16, out_features=4)
-    segments = segments_of(model, zoo.sample_inputs(model))
+    segments = segments_of(model, sample_inputs(model))
     count = len(segments.parts)
     figures = figures_from(
         {

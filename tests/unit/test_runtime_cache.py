@@ -12,6 +12,7 @@ import pytest
 
 from edgeswarm import codec
 from edgeswarm.dev import zoo
+from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker import runtime as runtime_module
 from edgeswarm.worker.runtime import StageRuntime
 
@@ -20,7 +21,7 @@ def test_the_optimized_copy_is_kept_and_reloads_bit_exact(tmp_path: Path) -> Non
     model = zoo.transformer_encoder(layers=2, d_model=32, heads=4, d_ff=64, seq=8)
     path = tmp_path / "stage.onnx"
     onnx.save(model, str(path))
-    tensors = codec.encode_all(zoo.sample_inputs(model, batch=2))
+    tensors = codec.encode_all(sample_inputs(model, batch=2))
 
     async def outputs() -> np.ndarray:
         runtime = StageRuntime(threads=1, optimized_dir=tmp_path / "optimized")

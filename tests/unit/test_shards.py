@@ -17,6 +17,7 @@ from edgeswarm.dev import zoo
 from edgeswarm.graph.costs import tensor_nbytes
 from edgeswarm.graph.inspection import inspect_model
 from edgeswarm.graph.partition import natural_cuts
+from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.stagefiles import INLINE_BYTES, split_to_files
 from tests.unit.test_partition import OPTIONS, run_whole
 
@@ -53,7 +54,7 @@ def test_stage_files_of_an_external_data_model_are_bit_exact(build, tmp_path: Pa
     model = build()
     source = tmp_path / "model.onnx"
     save_external(model, source)
-    inputs = zoo.sample_inputs(model, batch=2)
+    inputs = sample_inputs(model, batch=2)
     want = run_whole(model, inputs)
     rng = np.random.default_rng(0)
     n = len(model.graph.node)

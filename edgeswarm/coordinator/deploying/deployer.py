@@ -13,8 +13,6 @@ from typing import Any
 
 import grpc
 import onnx
-from google.protobuf.message import DecodeError
-from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.coordinator.deploying.manifests import manifest_of, plan_of
@@ -26,7 +24,6 @@ from edgeswarm.coordinator.planning.planner import OBJECTIVES, Layout, NoFit, Pl
 from edgeswarm.coordinator.planning.planner import plan as plan_layout
 from edgeswarm.coordinator.planning.segments import Segments, segments_of
 from edgeswarm.coordinator.serving.route_choice import stages_without_workers
-from edgeswarm.dev.zoo import sample_inputs
 from edgeswarm.errors import (
     EdgeswarmError,
     InvalidRequest,
@@ -35,7 +32,9 @@ from edgeswarm.errors import (
     StageUnavailable,
     from_rpc_error,
 )
+from edgeswarm.graph.loading import parse_model
 from edgeswarm.graph.partition import PartitionError, StagePart, balanced_cuts, split
+from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.signature import signature_of
 from edgeswarm.plans import Plan, Signature, StageSpec
 
@@ -79,27 +78,6 @@ def parse_and_split(name: str, data: bytes, stages: int) -> Split:
     except PartitionError as exc:
         raise InvalidRequest(f"model {name!r} cannot be split into {stages} stages: {exc}") from exc
     return Split(signature, parts, tuple(hashlib.sha256(p.model).hexdigest() for p in parts))
-
-
-def parse_model(name: str, data: bytes) -> onnx.ModelProto:
-    """The ONNX model in `data`, or InvalidRequest saying why it cannot be deployed."""
-    try:
-        model = onnx.load_from_string(data)
-    except (DecodeError, ValueError) as exc:
-        raise InvalidRequest(f"model {name!r} is not an ONNX file: {exc}") from exc
-    for tensor in model.graph.initializer:
-        if uses_external_data(tensor):
-            raise InvalidRequest(
-                f"model {name!r} keeps weight {tensor.name!r} in external file "
-                f"{ExternalDataInfo(tensor).location!r}; a deploy carries one file: save the model "
-                "with its weights inside it"
-            )
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidRequest(f"model {name!r} fails the ONNX checker: {first}") from exc
-    return model
 
 
 def layout_specs(

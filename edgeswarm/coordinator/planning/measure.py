@@ -19,8 +19,8 @@ from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.coordinator.planning.planner import PeerLink, WorkerFigures
 from edgeswarm.coordinator.planning.segments import Segments
-from edgeswarm.dev.zoo import identity_chain
 from edgeswarm.errors import EdgeswarmError, from_rpc_error
+from edgeswarm.graph.trivial import identity_chain
 from edgeswarm.linkprobe import PING_BYTES, probe
 
 log = logging.getLogger(__name__)

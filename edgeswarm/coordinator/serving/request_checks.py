@@ -12,22 +12,6 @@ from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
 from edgeswarm.errors import InternalError, InvalidRequest
 from edgeswarm.plans import Signature, TensorSpec
 
-# Where a tensor's values sit when a client sends typed `contents` instead of raw bytes.
-_CONTENTS_FIELD = {
-    "BOOL": "bool_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "FP16": "fp32_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-}
-
 
 def describe(spec: TensorSpec) -> str:
     return f"{spec.datatype} {list(spec.shape)}"
@@ -79,11 +63,11 @@ def input_tensors(model: str, signature: Signature, request: pb.ModelInferReques
 
 
 def _from_contents(given: pb.ModelInferRequest.InferInputTensor) -> bytes:
-    field = _CONTENTS_FIELD.get(given.datatype)
-    if field is None:
+    known = codec.DATATYPES.get(given.datatype)
+    if known is None:
         raise InvalidRequest(f"input {given.name!r}: datatype {given.datatype!r} is not supported")
-    values = getattr(given.contents, field)
-    return codec.to_bytes(np.asarray(values, dtype=codec.dtype_of(given.datatype)))
+    values = getattr(given.contents, known.contents)
+    return codec.to_bytes(np.asarray(values, dtype=known.dtype))
 
 
 def output_names(model: str, signature: Signature, request: pb.ModelInferRequest) -> tuple[str, ...]:

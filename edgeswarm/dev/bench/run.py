@@ -38,6 +38,7 @@ from edgeswarm.dev import zoo
 from edgeswarm.dev.bench import barerelay
 from edgeswarm.dev.localfleet import LocalFleet, free_port
 from edgeswarm.graph.partition import Graph, balanced_cuts, split
+from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker.runtime import session_options
 
 MODELS = {
@@ -170,7 +171,7 @@ def latency(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[st
     for label, shape in settings.models.items():
         model = zoo.transformer_encoder(**shape)
         path = _save(model, folder, f"latency-{shape['layers']}-{shape['d_model']}")
-        inputs = zoo.sample_inputs(model)
+        inputs = sample_inputs(model)
         session = ort.InferenceSession(str(path), session_options(1, "basic"))
         ort_ms = _p(timed(lambda: session.run(None, inputs), settings.requests), 50)  # noqa: B023
         row: dict[str, Any] = {"model": label, "ort_p50_ms": ort_ms, "layouts": {}}
@@ -304,7 +305,7 @@ def throughput(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict
     label, shape = next(iter(settings.models.items()))
     model = zoo.transformer_encoder(**shape)
     path = _save(model, folder, "throughput")
-    inputs = zoo.sample_inputs(model)
+    inputs = sample_inputs(model)
     whole = _stage_ms(model, [], inputs, settings.requests)[0]
     rows = []
     with Client(fleet.coordinator_address) as client:
@@ -349,7 +350,7 @@ def coordinator_capacity(fleet: LocalFleet, folder: Path, settings: Settings) ->
     """A tiny model through the coordinator vs. the same worker called directly."""
     model = zoo.mlp(layers=2, width=16, in_features=16, out_features=4)
     path = _save(model, folder, "tiny")
-    inputs = zoo.sample_inputs(model)
+    inputs = sample_inputs(model)
     with Client(fleet.coordinator_address) as client:
         _deploy(fleet, client, path, "tiny", mode="replicas", replicas=1)
         status = client.status()
@@ -408,7 +409,7 @@ def data_path(fleet: LocalFleet, folder: Path, settings: Settings, metrics: str)
     shape = next(iter(settings.models.values()))
     model = zoo.transformer_encoder(**shape)
     path = _save(model, folder, "data-path")
-    inputs = zoo.sample_inputs(model)
+    inputs = sample_inputs(model)
     with Client(fleet.coordinator_address) as client:
         _deploy(fleet, client, path, "dp", mode="pipeline", stages=3)
         stages = next(m for m in client.status().models if m["name"] == "dp")["stages"]
@@ -430,8 +431,8 @@ def _ray_python() -> Path | None:
 
 
 def peer(folder: Path, settings: Settings, ours: dict[str, Any]) -> dict[str, Any]:
-    """The same model under Ray Serve, 2 replicas, the same 4 requests in flight (ray_serve.py beside this module,
-    run in a Python that has Ray: an optional extra, never an edgeswarm dependency)."""
+    """The same model under Ray Serve, 2 replicas, the same 4 requests in flight (ray_serve.py beside
+    this module, run in a Python that has Ray: an optional extra, never an edgeswarm dependency)."""
     python, script = _ray_python(), RAY_SCRIPT
     if settings.quick:
         return {"skipped": "not in --quick"}
@@ -441,7 +442,7 @@ def peer(folder: Path, settings: Settings, ours: dict[str, Any]) -> dict[str, An
     model = zoo.transformer_encoder(**shape)
     path = _save(model, folder, "ray")
     inputs = folder / "ray-inputs.npz"
-    np.savez(inputs, **zoo.sample_inputs(model))  # type: ignore[arg-type]
+    np.savez(inputs, **sample_inputs(model))  # type: ignore[arg-type]
     done = subprocess.run(
         [str(python), str(script), str(path), str(inputs), "--replicas", "2", "--in-flight", "4",
          "--seconds", str(settings.seconds)],
