@@ -3,8 +3,8 @@
     sudo python bench/chaos.py [--model builtin|small] [--lanes 2] [--hold 3] [--json FILE]
 
 Mosquitto, the coordinator and two workers each run in a network namespace of their own on one
-bridge (tests/fleet/netns.py); the model is deployed as two replicas; default protocol timers. For
-every scenario of tests/fleet/chaos.py it prints requests sent, succeeded and failed, p50/p99 latency
+bridge (edgeswarm/dev/netns/); the model is deployed as two replicas; default protocol timers. For
+every scenario of edgeswarm/dev/netns/chaos.py it prints requests sent, succeeded and failed, p50/p99 latency
 before/during/after the fault, the slowest request, the time until the coordinator marked the worker
 down, and the time from the fault until a one-second window carried 80% of the throughput before it.
 Needs root, iproute2 and mosquitto (scripts/system-deps.sh installs them).
@@ -21,15 +21,13 @@ from pathlib import Path
 
 import onnx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from edgeswarm.dev import zoo
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.netns import chaos
 from edgeswarm.dev.netns.network import Network, unavailable
 from edgeswarm.dev.netns.swarm import NetFleet
+from edgeswarm.dev.reference import reference
 from edgeswarm.graph.samples import sample_inputs
-from tests.conftest import reference
 
 
 def main() -> int:

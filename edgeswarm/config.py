@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +15,16 @@ from pydantic_settings import (
 )
 
 from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES
+
+
+class Optimization(StrEnum):
+    """ONNX Runtime's graph optimization levels. Outputs are bit-exact across a split only at "basic" (the
+    default) or "disable": higher levels fuse differently in a stage than in the whole graph."""
+
+    DISABLE = "disable"
+    BASIC = "basic"
+    EXTENDED = "extended"
+    ALL = "all"
 
 
 class _Settings(BaseSettings):
@@ -48,8 +59,8 @@ class WorkerSettings(_Settings):
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # HOST:PORT for Prometheus /metrics; empty: none.
     metrics: str = ""
-    # Graph optimization level for ONNX Runtime: disable, basic, extended or all.
-    optimization: str = "basic"
+    # Graph optimization level for ONNX Runtime: disable, basic, extended or all (checked at start).
+    optimization: Optimization = Optimization.BASIC
     # On SIGTERM or a drain request: seconds between turning NOT_SERVING (the coordinator routes
     # around) and refusing new requests, and the longest wait for requests in flight to finish.
     drain_notice: float = 1.0

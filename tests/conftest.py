@@ -5,25 +5,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
-from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import LocalFleet, free_port
-from edgeswarm.graph.samples import sample_inputs
-from edgeswarm.worker.runtime import session_options
-
-# Small enough for tests, big enough that each has several layers to cut between.
-MODELS = {
-    "mlp": lambda: zoo.mlp(layers=6, width=64, in_features=32, out_features=8),
-    "transformer": lambda: zoo.transformer_encoder(layers=3, d_model=32, heads=4, d_ff=64, seq=16),
-    "cnn": lambda: zoo.cnn(blocks=3, channels=8, image=16),
-    "dtypes": zoo.dtypes,
-    "decoder": lambda: zoo.decoder(layers=3, d_model=32, heads=4, d_ff=64, seq=3),
-    "with_if": zoo.with_if,
-}
+from tests.helpers import MODELS
 
 
 @pytest.fixture(scope="session")
@@ -34,17 +20,6 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[name] = folder / f"{name}.onnx"
         onnx.save(build(), str(paths[name]))
     return paths
-
-
-def reference(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One ONNX Runtime session on the whole model, with the workers' session options."""
-    session = ort.InferenceSession(str(path), session_options(1, "basic"), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, inputs), strict=True))
-
-
-def inputs_for(path: Path, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
-    return sample_inputs(onnx.load(str(path)), batch=batch, seed=seed)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import tensor_pb2
+from edgeswarm.config import Optimization
 from edgeswarm.errors import InvalidRequest, NotFound
 from edgeswarm.metrics import BATCHES, STAGE_SECONDS
 from edgeswarm.worker import capacity
@@ -22,19 +23,21 @@ from edgeswarm.worker import capacity
 log = logging.getLogger(__name__)
 
 OPTIMIZATION_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    Optimization.DISABLE: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    Optimization.BASIC: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    Optimization.EXTENDED: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    Optimization.ALL: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 
 
-def session_options(threads: int, optimization: str) -> ort.SessionOptions:
+def session_options(
+    threads: int, optimization: Optimization | str = Optimization.BASIC
+) -> ort.SessionOptions:
     """Options for a process that may host several sessions: no spinning, bounded threads."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[Optimization(optimization)]
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
@@ -54,12 +57,12 @@ class StageRuntime:
     def __init__(
         self,
         threads: int = 0,
-        optimization: str = "basic",
+        optimization: Optimization | str = Optimization.BASIC,
         concurrency: int = 4,
         optimized_dir: Path | None = None,
     ) -> None:
         self._threads = threads
-        self._optimization = optimization
+        self._optimization = Optimization(optimization)
         self._options = session_options(threads, optimization)
         self._optimized_dir = optimized_dir
         self._sessions: dict[str, ort.InferenceSession] = {}

@@ -24,8 +24,7 @@ from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import up_workers_of, wait_until
 from edgeswarm.dev.netns.network import Network
 from edgeswarm.graph.samples import sample_inputs
-from tests.conftest import reference
-from tests.fleet.conftest import require_netns, skip_or_fail
+from tests.helpers import reference, require_netns, skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"

@@ -18,7 +18,7 @@ from edgeswarm.dev.netns import chaos
 from edgeswarm.dev.netns.network import Network, wait_until
 from edgeswarm.dev.netns.swarm import NetFleet
 from edgeswarm.graph.samples import sample_inputs
-from tests.conftest import reference
+from tests.helpers import reference
 
 pytestmark = pytest.mark.fleet
 
@@ -33,7 +33,7 @@ def model_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def replicas_fleet(network: Network, tmp_path: Path) -> Iterator[NetFleet]:
     if mosquitto_binary() is None:
-        from tests.fleet.conftest import skip_or_fail
+        from tests.helpers import skip_or_fail
 
         skip_or_fail("mosquitto is not installed")
     fleet = NetFleet(network, tmp_path / "fleet", workers=2)

@@ -17,7 +17,7 @@ from edgeswarm.dev.localfleet import wait_until
 from edgeswarm.dev.netns.network import Network
 from edgeswarm.dev.netns.swarm import NetFleet, pipeline_encoder
 from edgeswarm.graph.samples import sample_inputs
-from tests.conftest import reference
+from tests.helpers import reference
 
 pytestmark = pytest.mark.fleet
 

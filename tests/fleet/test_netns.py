@@ -26,7 +26,7 @@ from edgeswarm.dev.netns.network import (
     sweep,
     wait_until,
 )
-from tests.fleet.conftest import require_netns, skip_or_fail
+from tests.helpers import require_netns, skip_or_fail
 
 pytestmark = pytest.mark.fleet
 

@@ -13,7 +13,7 @@ from edgeswarm.client import Client
 from edgeswarm.dev.netns.network import Network
 from edgeswarm.dev.netns.swarm import NetFleet, pipeline_encoder
 from edgeswarm.graph.samples import sample_inputs
-from tests.conftest import reference
+from tests.helpers import reference
 
 pytestmark = pytest.mark.fleet
 

@@ -41,7 +41,7 @@ def event_is(kind: str, **fields: object):  # type: ignore[no-untyped-def]
 
 async def test_status_topics_follow_a_kill_and_a_drain(network: Network, tmp_path: Path) -> None:
     if (reason := mosquitto_unavailable()) is not None:
-        from tests.fleet.conftest import skip_or_fail
+        from tests.helpers import skip_or_fail
 
         skip_or_fail(reason)
     fleet = NetFleet(network, tmp_path / "fleet", workers=2)

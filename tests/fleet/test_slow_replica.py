@@ -18,7 +18,7 @@ from edgeswarm.dev.localfleet import wait_until
 from edgeswarm.dev.netns.network import Network
 from edgeswarm.dev.netns.swarm import NetFleet
 from edgeswarm.graph.samples import sample_inputs
-from tests.conftest import reference
+from tests.helpers import reference
 
 pytestmark = pytest.mark.fleet
 

@@ -12,7 +12,7 @@ import pytest
 
 from edgeswarm.client import AsyncClient
 from edgeswarm.dev.localfleet import free_port
-from tests.conftest import inputs_for, reference
+from tests.helpers import inputs_for, reference
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from edgeswarm.client import Client
 from edgeswarm.dev.localfleet import LocalFleet
-from tests.conftest import inputs_for, reference
+from tests.helpers import inputs_for, reference
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from edgeswarm.client import Client, StageUnavailable
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import wait_until
-from tests.conftest import inputs_for, reference
+from tests.helpers import inputs_for, reference
 
 pytestmark = pytest.mark.integration
 

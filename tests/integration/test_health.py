@@ -15,7 +15,7 @@ import pytest
 from edgeswarm.client import Client
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import LocalFleet, wait_until
-from tests.conftest import inputs_for, reference
+from tests.helpers import inputs_for, reference
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import wait_until
 from edgeswarm.graph.costs import tensor_nbytes
 from edgeswarm.graph.samples import sample_inputs
-from tests.conftest import reference
+from tests.helpers import reference
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 
 from edgeswarm.client import Client
 from edgeswarm.dev.localfleet import LocalFleet
-from tests.conftest import inputs_for
+from tests.helpers import inputs_for
 
 pytestmark = pytest.mark.integration
 

@@ -6,18 +6,13 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeswarm.dev import zoo
 from edgeswarm.graph.partition import PartitionError, balanced_cuts, live_after, natural_cuts, split
 from edgeswarm.graph.samples import sample_inputs
-from edgeswarm.worker.runtime import session_options
-
-# "basic" is the workers' default: with ORT_ENABLE_EXTENDED or _ALL, fusions can differ between a
-# stage and the whole graph, and outputs then differ in the last bits.
-OPTIONS = session_options(1, "basic")
+from tests.helpers import run_chained, run_whole
 
 MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
     "mlp": lambda: zoo.mlp(layers=4, width=32, in_features=16, out_features=4),
@@ -28,26 +23,6 @@ MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
     "tied": zoo.tied,
     "dtypes": zoo.dtypes,
 }
-
-
-def run_whole(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    session = ort.InferenceSession(model.SerializeToString(), OPTIONS)
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, inputs), strict=True))
-
-
-def run_chained(
-    model: onnx.ModelProto, cuts: list[int], inputs: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    env = dict(inputs)
-    for part in split(model, cuts):
-        onnx.checker.check_model(onnx.load_from_string(part.model))
-        session = ort.InferenceSession(part.model, OPTIONS)
-        assert [i.name for i in session.get_inputs()] == list(part.inputs)
-        outputs = session.run(list(part.outputs), {name: env[name] for name in part.inputs})
-        env.update(zip(part.outputs, outputs, strict=True))
-        env = {name: env[name] for name in part.carry}  # only what the plan hands on survives
-    return env
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.unit.test_partition import run_chained, run_whole
+from tests.helpers import run_chained, run_whole
 
 UNARY = ("Relu", "Tanh", "Neg", "Identity", "MatMul")
 BINARY = ("Add", "Mul", "Sub")

@@ -200,7 +200,7 @@ def test_a_planned_layout_becomes_groups_whose_chained_stages_are_bit_exact() ->
     from edgeswarm.coordinator.planning.segments import segments_of
     from edgeswarm.dev import zoo
     from edgeswarm.graph.samples import sample_inputs
-    from tests.unit.test_partition import OPTIONS, run_whole
+    from tests.helpers import OPTIONS, run_whole
 
     model = zoo.transformer_encoder(layers=3, d_model=32, heads=4, d_ff=64, seq=8)
     inputs = sample_inputs(model, batch=1)

@@ -9,7 +9,7 @@ from edgeswarm._proto.edgeswarm.v1 import tensor_pb2, worker_pb2
 from edgeswarm.coordinator.fleet.view import BanList
 from edgeswarm.coordinator.serving.router import Router
 from edgeswarm.errors import DeadlineExceeded, InvalidRequest, StageUnavailable
-from tests.unit.test_routing import plan_of
+from tests.helpers import plan_of
 
 
 class Fleet:

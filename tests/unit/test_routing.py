@@ -5,13 +5,7 @@ from edgeswarm.coordinator.planning.placement import place, shape_of
 from edgeswarm.coordinator.serving.route_choice import choose_route, stages_without_workers
 from edgeswarm.errors import InvalidRequest, PlacementError, StageUnavailable
 from edgeswarm.plans import Plan, Signature, StageSpec, WorkerInfo
-
-
-def plan_of(*stage_workers: tuple[str, ...]) -> Plan:
-    stages = tuple(
-        StageSpec(i, f"sha{i}", 1, ("x",), ("y",), ("y",), workers) for i, workers in enumerate(stage_workers)
-    )
-    return Plan("m", 1, "pipeline", Signature((), ()), stages)
+from tests.helpers import plan_of
 
 
 def test_route_takes_one_live_worker_per_stage_least_loaded_first() -> None:

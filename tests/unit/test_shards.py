@@ -19,7 +19,7 @@ from edgeswarm.graph.inspection import inspect_model
 from edgeswarm.graph.partition import natural_cuts
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.stagefiles import INLINE_BYTES, split_to_files
-from tests.unit.test_partition import OPTIONS, run_whole
+from tests.helpers import OPTIONS, run_whole
 
 
 def save_external(model: onnx.ModelProto, path: Path) -> None:
