@@ -1,4 +1,5 @@
-"""Choosing the address mDNS binds to when none is given, from local state only (no traffic sent)."""
+"""mDNS as both daemons use it: the service type workers advertise and the coordinator browses, and
+the address it binds to when none is given, chosen from local state only (no traffic sent)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# Workers advertise, and the coordinator browses for, this service type.
+SERVICE_TYPE = "_edgeswarm._tcp.local."
 SIOCGIFADDR = 0x8915
 LOOPBACK = "127.0.0.1"
 

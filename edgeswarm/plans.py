@@ -1,8 +1,48 @@
-"""Frozen value types shared by the coordinator, the workers and the client."""
+"""Frozen value types shared by the coordinator, the workers and the client: a model's plan, what it
+is made of, and the choices a deploy names (mode, objective) and a worker's state, as enums checked
+once where they enter (`parse`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Self
+
+from edgeswarm.errors import InvalidRequest
+
+
+class _Choice(StrEnum):
+    @classmethod
+    def parse(cls, value: str, what: str) -> Self:
+        """`value` as a member; InvalidRequest naming `what` and the choices otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(cls)
+            raise InvalidRequest(f"{what} must be one of {choices}, not {value!r}") from None
+
+
+class Mode(_Choice):
+    """How a deploy places a model: by the planner, or as a fixed shape."""
+
+    AUTO = "auto"
+    REPLICAS = "replicas"
+    PIPELINE = "pipeline"
+
+
+class Objective(_Choice):
+    """What the planner optimizes for an auto deploy."""
+
+    THROUGHPUT = "throughput"  # requests/s of all routes together
+    LATENCY = "latency"  # the slowest route's time for one request
+    FIT = "fit"  # fewest workers in a route that holds the model
+
+
+class WorkerState(_Choice):
+    UP = "up"
+    DOWN = "down"
+    # Shown in status only: up, but left out of routes for a while after a failure.
+    BANNED = "banned"
 
 
 @dataclass(frozen=True)
@@ -49,12 +89,12 @@ class Plan:
 
     model: str
     version: int
-    mode: str
+    mode: Mode
     signature: Signature
     stages: tuple[StageSpec, ...]
 
     # For a planned deploy: the objective and the planner's predicted requests/s and latency.
-    objective: str = ""
+    objective: Objective | None = None
     predicted_rps: float = 0.0
     predicted_latency_s: float = 0.0
     # Dynamic batching at the entry stage: most requests per call and the longest wait; off below 2.
@@ -69,16 +109,3 @@ class Plan:
         """The plan's routes: the stages of each group, in order."""
         ids = sorted({s.group for s in self.stages})
         return [tuple(s for s in self.stages if s.group == g) for g in ids]
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """What discovery and Describe tell about a worker."""
-
-    id: str
-    name: str
-    address: str
-    fleet: str = "default"
-    cores: int = 0
-    memory_available: int = 0
-    loaded: frozenset[str] = field(default_factory=frozenset)

@@ -18,7 +18,7 @@ from onnx import helper
 Shape = tuple[int, ...]
 
 
-def shape_of(info: onnx.ValueInfoProto) -> Shape | None:
+def dims_of(info: onnx.ValueInfoProto) -> Shape | None:
     """Dimensions of a tensor, symbolic ones at 1; None when the rank is unknown."""
     tensor = info.type.tensor_type
     if not info.type.HasField("tensor_type") or not tensor.HasField("shape"):
@@ -74,7 +74,7 @@ def graph_shapes(inferred: onnx.ModelProto) -> dict[str, Shape]:
     graph = inferred.graph
     shapes: dict[str, Shape] = {i.name: tuple(i.dims) for i in graph.initializer}
     for info in (*graph.input, *graph.value_info, *graph.output):
-        shape = shape_of(info)
+        shape = dims_of(info)
         if shape is not None:
             shapes[info.name] = shape
     return shapes

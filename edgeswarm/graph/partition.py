@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
-from edgeswarm.graph.costs import graph_shapes, itemsize, node_flops, shape_of, tensor_nbytes
+from edgeswarm.graph.costs import dims_of, graph_shapes, itemsize, node_flops, tensor_nbytes
 
 _UNKNOWN = onnx.TensorProto.UNDEFINED
 
@@ -104,7 +104,7 @@ class Graph:
     def tensor_bytes(self, name: str) -> float:
         """Bytes of a tensor, symbolic dimensions at 1; a tensor of unknown shape counts as infinite."""
         info = self.infos.get(name)
-        shape = shape_of(info) if info is not None else None
+        shape = dims_of(info) if info is not None else None
         if info is None or shape is None or info.type.tensor_type.elem_type == _UNKNOWN:
             return float("inf")
         return float(math.prod(shape) * itemsize(info.type.tensor_type.elem_type))

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
+from edgeswarm.backoff import Backoff
 from edgeswarm.presence.topics import (
     Payload,
     decode_status,
@@ -26,7 +27,7 @@ from edgeswarm.presence.topics import (
     telemetry_filter,
     worker_of,
 )
-from edgeswarm.presence.worker import CALL_TIMEOUT_S, Backoff
+from edgeswarm.presence.worker import CALL_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 

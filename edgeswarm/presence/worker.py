@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import aiomqtt
 
+from edgeswarm.backoff import Backoff
 from edgeswarm.presence.topics import (
     State,
     encode_status,
@@ -30,23 +31,6 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 5.0
 
 T = TypeVar("T")
-
-
-class Backoff:
-    """Reconnect delays: `first` seconds, doubling up to `most`; `reset()` after a good connection."""
-
-    def __init__(self, first: float = 0.5, most: float = 10.0) -> None:
-        self.first = first
-        self.most = most
-        self._next = first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(delay * 2, self.most)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first
 
 
 async def unless_lost(client: aiomqtt.Client, work: Awaitable[T]) -> T:

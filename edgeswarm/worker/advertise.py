@@ -8,8 +8,7 @@ from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from edgeswarm import __version__
-
-SERVICE_TYPE = "_edgeswarm._tcp.local."
+from edgeswarm.mdns import SERVICE_TYPE
 
 
 def service_info(worker_id: str, name: str, fleet: str, interface: str, port: int) -> AsyncServiceInfo:

@@ -14,8 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edgeswarm.channels import bind, new_server, serve_metrics_on, split_address
 from edgeswarm.config import WorkerSettings
-from edgeswarm.mdns import choose_interface
-from edgeswarm.worker.advertise import SERVICE_TYPE, Advertiser, service_info
+from edgeswarm.mdns import SERVICE_TYPE, choose_interface
+from edgeswarm.worker.advertise import Advertiser, service_info
 from edgeswarm.worker.cache import ShardStore
 from edgeswarm.worker.runtime import StageRuntime
 from edgeswarm.worker.service import Peers, WorkerService, add_to_server

@@ -14,7 +14,7 @@ from zeroconf.asyncio import AsyncServiceInfo
 
 from edgeswarm.coordinator.fleet import discovery
 from edgeswarm.coordinator.fleet.discovery import Discovery
-from edgeswarm.plans import WorkerInfo
+from edgeswarm.coordinator.fleet.view import WorkerInfo
 from edgeswarm.worker.advertise import Advertiser, service_info
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from edgeswarm._proto.edgeswarm.v1 import tensor_pb2, worker_pb2
-from edgeswarm.coordinator.fleet.view import BanList
+from edgeswarm.coordinator.fleet.bans import BanList
 from edgeswarm.coordinator.serving.router import Router
 from edgeswarm.errors import DeadlineExceeded, InvalidRequest, StageUnavailable
 from tests.helpers import plan_of

@@ -1,10 +1,11 @@
 import pytest
 
-from edgeswarm.coordinator.fleet.view import DOWN, UP, BanList, FleetView
-from edgeswarm.coordinator.planning.placement import place, shape_of
+from edgeswarm.coordinator.fleet.bans import BanList
+from edgeswarm.coordinator.fleet.view import DOWN, UP, FleetView, WorkerInfo
+from edgeswarm.coordinator.planning.placement import asked_shape, place
 from edgeswarm.coordinator.serving.route_choice import choose_route, stages_without_workers
 from edgeswarm.errors import InvalidRequest, PlacementError, StageUnavailable
-from edgeswarm.plans import Plan, Signature, StageSpec, WorkerInfo
+from edgeswarm.plans import Plan, Signature, StageSpec
 from tests.helpers import plan_of
 
 
@@ -72,11 +73,11 @@ def test_placement_says_what_is_missing() -> None:
 
 
 def test_shape_defaults() -> None:
-    assert shape_of("replicas", 0, 0, live=3) == (1, 3)
-    assert shape_of("pipeline", 0, 0, live=3) == (3, 1)
-    assert shape_of("pipeline", 2, 2, live=4) == (2, 2)
+    assert asked_shape("replicas", 0, 0, live=3) == (1, 3)
+    assert asked_shape("pipeline", 0, 0, live=3) == (3, 1)
+    assert asked_shape("pipeline", 2, 2, live=4) == (2, 2)
     with pytest.raises(InvalidRequest, match="mode must be one of"):
-        shape_of("sideways", 0, 0, live=3)
+        asked_shape("sideways", 0, 0, live=3)
 
 
 def test_groups_are_routes_side_by_side_and_the_least_loaded_serves() -> None:

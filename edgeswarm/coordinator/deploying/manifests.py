@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
-from edgeswarm.plans import Plan, Signature, StageSpec, TensorSpec
+from edgeswarm.plans import Mode, Plan, Signature, StageSpec, TensorSpec
 
 
 def manifest_of(plan: Plan) -> worker_pb2.PlanManifest:
@@ -35,7 +35,7 @@ def plan_of(manifest: worker_pb2.PlanManifest) -> Plan:
     return Plan(
         model=manifest.model,
         version=manifest.version,
-        mode=manifest.mode,
+        mode=Mode.parse(manifest.mode, "a reported plan's mode"),
         signature=Signature(
             tuple(_spec(t) for t in manifest.inputs), tuple(_spec(t) for t in manifest.outputs)
         ),

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from edgeswarm.plans import WorkerInfo
-from edgeswarm.worker.advertise import SERVICE_TYPE
+from edgeswarm.coordinator.fleet.view import WorkerInfo
+from edgeswarm.mdns import SERVICE_TYPE
 
 log = logging.getLogger(__name__)
 

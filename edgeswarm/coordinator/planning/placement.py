@@ -5,27 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from edgeswarm.errors import InvalidRequest, PlacementError
+from edgeswarm.plans import Mode
 
-MODES = ("replicas", "pipeline")
 
-
-def shape_of(mode: str, replicas: int, stages: int, live: int) -> tuple[int, int]:
+def asked_shape(mode: Mode | str, replicas: int, stages: int, live: int) -> tuple[int, int]:
     """(stages, replicas per stage) for a request; 0 means 'as many as the fleet allows'."""
-    if mode not in MODES:
-        raise InvalidRequest(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    mode = Mode.parse(mode, "mode")
+    if mode is Mode.AUTO:
+        raise InvalidRequest("mode auto is placed by the planner, not by a shape")
     if replicas < 0 or stages < 0:
         raise InvalidRequest("replicas and stages must not be negative")
-    if mode == "replicas":
+    if mode is Mode.REPLICAS:
         if stages not in (0, 1):
             raise InvalidRequest(f"replicas mode runs the whole model as one stage, not {stages}")
         return 1, replicas or max(live, 1)
     return stages or max(live, 2), replicas or 1
 
 
-def fit_shape(mode: str, replicas: int, stages: int, live: int) -> tuple[int, int]:
-    """The shape `shape_of` asks for, shrunk to what `live` workers can hold (at least one of each):
+def fitted_shape(mode: Mode | str, replicas: int, stages: int, live: int) -> tuple[int, int]:
+    """The shape `asked_shape` asks for, shrunk to what `live` workers can hold (at least one of each):
     fewer replicas per stage first, then fewer stages. Used to re-plan onto the workers that are left."""
-    count, per_stage = shape_of(mode, replicas, stages, live)
+    count, per_stage = asked_shape(mode, replicas, stages, live)
     live = max(live, 1)
     if count * per_stage <= live:
         return count, per_stage

@@ -24,9 +24,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from edgeswarm.plans import Objective
+
 EXACT_WORKERS = 8
 EXACT_SEGMENTS = 16
-OBJECTIVES = ("throughput", "latency", "fit")
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class Layout:
 
 @dataclass(frozen=True)
 class PlanResult:
-    objective: str
+    objective: Objective
     chosen: Layout
     alternatives: tuple[Layout, ...]  # every layout considered, best first
     exact: bool  # whether the pipeline search was exhaustive
@@ -191,22 +192,22 @@ def _pipeline(costs: _Costs, chain: Sequence[tuple[int, int, int]]) -> Pipeline:
 
 
 def best_pipeline(
-    model: ModelProfile, workers: Sequence[WorkerFigures], objective: str = "throughput"
+    model: ModelProfile, workers: Sequence[WorkerFigures], objective: Objective | str = Objective.THROUGHPUT
 ) -> tuple[Pipeline | None, bool]:
     """The pipeline over any subset and order of `workers` with the least bottleneck ("throughput"),
     the least latency ("latency"), or the fewest stages then least bottleneck ("fit"); None if none
     fits. The flag says whether the search was exhaustive."""
     costs = _Costs(model, workers)
     if len(workers) <= EXACT_WORKERS and model.segments <= EXACT_SEGMENTS:
-        return _exact(costs, objective), True
-    return _greedy(costs, objective), False
+        return _exact(costs, Objective(objective)), True
+    return _greedy(costs, Objective(objective)), False
 
 
-def _combine(objective: str, so_far: float, stage: float) -> float:
+def _combine(objective: Objective, so_far: float, stage: float) -> float:
     return so_far + stage if objective == "latency" else max(so_far, stage)
 
 
-def _exact(costs: _Costs, objective: str) -> Pipeline | None:
+def _exact(costs: _Costs, objective: Objective) -> Pipeline | None:
     """Dynamic programming over (workers used, last worker, segments covered)."""
     n, s = len(costs.workers), costs.model.segments
     # best[(mask, last, b)] = (value, chain) for chains covering segments [0, b).
@@ -245,7 +246,7 @@ def _exact(costs: _Costs, objective: str) -> Pipeline | None:
     return _pipeline(costs, min(finals)[1])
 
 
-def _greedy(costs: _Costs, objective: str) -> Pipeline | None:
+def _greedy(costs: _Costs, objective: Objective) -> Pipeline | None:
     """Workers fastest first; the least bottleneck for that order by bisection, each candidate
     checked by filling every worker with as many segments as keep it under the bottleneck."""
     order = sorted(range(len(costs.workers)), key=lambda w: (costs.time[w][-1], costs.workers[w].id))
@@ -282,10 +283,11 @@ def _replicas(costs: _Costs, workers: Sequence[int]) -> list[Pipeline]:
     return [_pipeline(costs, [(w, 0, s)]) for w in workers if costs.fits(w, 0, s)]
 
 
-def plan(model: ModelProfile, workers: Sequence[WorkerFigures], objective: str = "throughput") -> PlanResult:
+def plan(
+    model: ModelProfile, workers: Sequence[WorkerFigures], objective: Objective | str = Objective.THROUGHPUT
+) -> PlanResult:
     """The best layout of `model` on `workers` for `objective`, and every alternative considered."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
+    objective = Objective(objective)  # ValueError for an unknown one
     workers = sorted(workers, key=lambda w: w.id)
     costs = _Costs(model, workers)
     everyone = range(len(workers))
@@ -344,7 +346,7 @@ def _hybrids(
     return layouts
 
 
-def _rank(objective: str, layout: Layout) -> tuple[object, ...]:
+def _rank(objective: Objective, layout: Layout) -> tuple[object, ...]:
     """Sort key, best first; ties go to fewer workers, then to worker ids, so the choice is stable."""
     ids = tuple(s.worker for p in layout.pipelines for s in p.stages)
     throughput, latency = -round(layout.throughput, 9), round(layout.latency, 12)
