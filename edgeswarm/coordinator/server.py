@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from typing import Any
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -15,10 +16,16 @@ from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from edgeswarm.channels import bind, new_server, serve_metrics_on, split_address
 from edgeswarm.config import CoordinatorSettings
 from edgeswarm.coordinator.deploying.deployer import Deployer
+from edgeswarm.coordinator.deploying.healer import Healer
+from edgeswarm.coordinator.deploying.installer import Installer
+from edgeswarm.coordinator.deploying.recovery import Recovery
+from edgeswarm.coordinator.deploying.registry import Registry
 from edgeswarm.coordinator.fleet.discovery import Discovery
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.fleet.view import UP
-from edgeswarm.coordinator.serving.control import ControlService, InferenceService
+from edgeswarm.coordinator.planning.measure import Measurer
+from edgeswarm.coordinator.serving.control import ControlService
+from edgeswarm.coordinator.serving.inference import InferenceService
 from edgeswarm.coordinator.serving.router import GrpcTransport, Router
 from edgeswarm.mdns import choose_interface
 
@@ -28,17 +35,20 @@ log = logging.getLogger(__name__)
 async def serve(settings: CoordinatorSettings) -> None:
     interface = choose_interface(settings.interface, split_address(settings.listen)[0])
     settings = settings.model_copy(update={"interface": interface})
-    members = Members(settings)
-    deployer = Deployer(members)
-    transport = GrpcTransport(lambda worker: members.link(worker).worker)
-    router = Router(members, transport, latency_decay=settings.latency_decay)
+    registry = Registry(lambda: members.live(), time.monotonic, settings.recovery_window)
+    installer = Installer(registry)
+    members = Members(settings, reconcile=Recovery(registry, installer).reconcile)
+    members.on_change.append(registry.announce)
+    measurer = Measurer(members.client, members.descriptions.get, members.address, members.clock)
+    deployer = Deployer(members, registry, installer, measurer)
+    router = Router(members, GrpcTransport(members.client), latency_decay=settings.latency_decay)
     members.on_lost.append(router.abandon)
     health_servicer = health.aio.HealthServicer()
 
     server = new_server(settings.max_message_bytes)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(settings, deployer, router), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(settings, registry, router), server)
     control_pb2_grpc.add_ControlServicer_to_server(
-        ControlService(settings, deployer, members, router), server
+        ControlService(settings, deployer, members, measurer, router), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = bind(server, settings.listen)
@@ -64,10 +74,12 @@ async def serve(settings: CoordinatorSettings) -> None:
             background = [
                 tasks.create_task(members.run(), name="members"),
                 tasks.create_task(discovery.run(), name="discovery"),
-                tasks.create_task(deployer.heal(settings.heal_interval, settings.replan_grace), name="heal"),
+                tasks.create_task(
+                    Healer(deployer).run(settings.heal_interval, settings.replan_grace), name="heal"
+                ),
             ]
             if settings.mqtt:
-                background.append(tasks.create_task(_presence(settings, members, deployer), name="presence"))
+                background.append(tasks.create_task(_presence(settings, members, registry), name="presence"))
             await stop.wait()
             log.info("coordinator_stopping")
             await health_servicer.enter_graceful_shutdown()
@@ -79,7 +91,7 @@ async def serve(settings: CoordinatorSettings) -> None:
             await server.stop(grace=None)
 
 
-async def _presence(settings: CoordinatorSettings, members: Members, deployer: Deployer) -> None:
+async def _presence(settings: CoordinatorSettings, members: Members, registry: Registry) -> None:
     """MQTT: a worker's offline status (but a drain's) marks it lost; joins, leaves and new plans are
     published as fleet events."""
     from edgeswarm.presence.fleet import FleetPresence
@@ -94,7 +106,7 @@ async def _presence(settings: CoordinatorSettings, members: Members, deployer: D
             ("joined" if state == UP else "left", {"id": info.id, "name": info.name, "reason": why})
         )
     )
-    deployer.on_plan.append(
+    registry.on_plan.append(
         lambda model, version, why: events.put_nowait(
             ("plan_changed", {"model": model, "version": version, "reason": why})
         )

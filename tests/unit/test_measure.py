@@ -7,7 +7,6 @@ import math
 import grpc
 import pytest
 
-from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.coordinator.planning.measure import (
     DRIFT_TOLERANCE,
     LINK_TTL_S,
@@ -15,6 +14,7 @@ from edgeswarm.coordinator.planning.measure import (
     drifted,
     machine_classes,
 )
+from edgeswarm.errors import from_rpc_error
 
 
 def test_workers_within_15_percent_of_the_slowest_of_a_class_share_it() -> None:
@@ -45,22 +45,24 @@ class Refused(grpc.RpcError):
 
 
 class FakeWorker:
-    """MeasureLink answers from a script: figures, or an error to raise."""
+    """A WorkerClient whose measure_link answers from a script: figures, or a gRPC error, translated
+    as the real client translates it."""
 
     def __init__(self, *answers: object) -> None:
         self.answers = list(answers)
         self.asked: list[str] = []
 
-    async def MeasureLink(self, request: worker_pb2.MeasureLinkRequest, timeout: float) -> object:
-        self.asked.append(request.address)
+    async def measure_link(self, address: str, timeout: float) -> tuple[float, float]:
+        self.asked.append(address)
         answer = self.answers.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
+        if isinstance(answer, grpc.RpcError):
+            raise from_rpc_error(answer)
+        assert isinstance(answer, tuple)
         return answer
 
 
 def test_a_pair_is_cached_unless_one_end_could_not_reach_the_other() -> None:
-    fast = worker_pb2.LinkFigures(rtt_seconds=0.001, bandwidth=1e8)
+    fast = (0.001, 1e8)
     worker = FakeWorker(
         fast, Refused(grpc.StatusCode.UNAVAILABLE), fast, Refused(grpc.StatusCode.UNIMPLEMENTED)
     )

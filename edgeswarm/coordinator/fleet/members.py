@@ -1,7 +1,8 @@
-"""The live fleet: a channel per worker, a health stream per worker, the ban list and in-flight counts.
+"""The live fleet: a client per worker, a health stream per worker, the ban list and in-flight counts.
 
 A worker counts as up only once its health stream says SERVING and every stage the current plans
 give it is loaded there again (a restarted worker reloads from its disk cache or gets the shard anew).
+Every call to a worker goes through its `WorkerClient`; `connect` makes one (a fake in unit tests).
 """
 
 from __future__ import annotations
@@ -13,48 +14,42 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
-from edgeswarm.channels import open_channel
+from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.config import CoordinatorSettings
-from edgeswarm.coordinator.fleet.view import DOWN, UP, BanList, FleetView
-from edgeswarm.errors import EdgeswarmError, InternalError, NotFound, from_rpc_error
+from edgeswarm.coordinator.fleet.bans import BanList
+from edgeswarm.coordinator.fleet.view import DOWN, UP, FleetView, WorkerInfo
+from edgeswarm.coordinator.worker_client import SERVING, GrpcWorkerClient, WorkerClient, status_name
+from edgeswarm.errors import EdgeswarmError, InternalError, NotFound
 from edgeswarm.metrics import WORKERS
-from edgeswarm.plans import WorkerInfo
+from edgeswarm.plans import WorkerState
 
 log = logging.getLogger(__name__)
 
-SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-def _status_name(status: int) -> str:
-    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(status))
-
-
-class Link:
-    def __init__(self, address: str, max_message_bytes: int) -> None:
-        self.address = address
-        self.channel = open_channel(address, max_message_bytes)
-        self.worker = worker_pb2_grpc.WorkerStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
-
-
 # Called when a worker comes up, to load what the plans give it; raises to keep it down.
-Reconcile = Callable[[str, Link, worker_pb2.WorkerDescription], Awaitable[None]]
+Reconcile = Callable[[str, WorkerClient, worker_pb2.WorkerDescription], Awaitable[None]]
+# Makes the client of a worker found at an address.
+Connect = Callable[[WorkerInfo], WorkerClient]
 
 
 class Members:
-    def __init__(self, settings: CoordinatorSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: CoordinatorSettings,
+        clock: Callable[[], float] = time.monotonic,
+        connect: Connect | None = None,
+        reconcile: Reconcile | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self._connect = connect or (
+            lambda info: GrpcWorkerClient(info.address, settings.max_message_bytes, info.id[:8])
+        )
+        self._reconcile = reconcile
         self.view = FleetView()
         self.bans = BanList(settings.ban_initial, settings.ban_max)
         self.in_flight: Counter[str] = Counter()
-        self.links: dict[str, Link] = {}
+        self.clients: dict[str, WorkerClient] = {}
         self.descriptions: dict[str, worker_pb2.WorkerDescription] = {}
-        self.reconcile: Reconcile | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._watched: set[str] = set()
         self._refusals: dict[str, str] = {}
@@ -65,7 +60,7 @@ class Members:
         # Called with a worker's id when it is lost (not when it drains): the router abandons its requests.
         self.on_lost: list[Callable[[str], None]] = []
         # Called on each change of a worker's state with (info, new state, why): fleet events.
-        self.on_change: list[Callable[[WorkerInfo, str, str], None]] = []
+        self.on_change: list[Callable[[WorkerInfo, WorkerState, str], None]] = []
         # How workers reach this coordinator; set once the server is bound.
         self.address_for_workers = ""
 
@@ -73,26 +68,26 @@ class Members:
         """Holds the health watchers; returns only when cancelled."""
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            for worker_id in self.links:
+            for worker_id in self.clients:
                 self._start_watch(worker_id)
             try:
                 await asyncio.Event().wait()
             finally:
                 self._tasks = None
-                for link in self.links.values():
-                    await link.channel.close()
+                for client in self.clients.values():
+                    await client.close()
 
     async def found(self, info: WorkerInfo) -> None:
-        """Discovery found `info`: open a link and watch its health, or follow a changed address."""
+        """Discovery found `info`: connect and watch its health, or follow a changed address."""
         known = self.view.get(info.id)
         self.view = self.view.upsert(info)
         if known is not None and known.info.address == info.address:
             return
-        old = self.links.get(info.id)
-        self.links[info.id] = Link(info.address, self.settings.max_message_bytes)
+        old = self.clients.get(info.id)
+        self.clients[info.id] = self._connect(info)
         log.info("worker_found id=%s name=%s address=%s", info.id[:8], info.name, info.address)
         if old is not None:
-            await old.channel.close()
+            await old.close()
         self._start_watch(info.id)
 
     def _start_watch(self, worker_id: str) -> None:
@@ -103,28 +98,39 @@ class Members:
             self._tasks.create_task(self._probe(worker_id), name=f"probe-{worker_id[:8]}")
 
     async def _watch(self, worker_id: str) -> None:
+        """Follows the worker's health stream for the coordinator's life, re-opening it when it ends."""
         while True:
-            link = self.links[worker_id]
+            client = self.clients[worker_id]
             try:
-                async for reply in link.health.Watch(health_pb2.HealthCheckRequest(service="")):
-                    self._health[worker_id] = reply.status
-                    if reply.status == SERVING:
-                        if worker_id not in self._unanswered:
-                            await self._came_up(worker_id, link)
-                    else:
-                        # NOT_SERVING: draining; what it holds now still finishes.
-                        self._set(worker_id, DOWN, f"health {_status_name(reply.status)}")
-                self._health.pop(worker_id, None)
-                self._set(worker_id, DOWN, "health stream ended", lost=True)
-            except grpc.RpcError as exc:
-                self._health.pop(worker_id, None)
-                self._set(worker_id, DOWN, f"health stream: {exc.code().name}", lost=True)
+                refusal = await self._follow(worker_id, client)
             except EdgeswarmError as exc:
-                self._set(worker_id, DOWN, exc.message)
-                if self._refusals.get(worker_id) != exc.message:
-                    log.warning("worker_refused id=%s reason=%r", worker_id[:8], exc.message)
-                    self._refusals[worker_id] = exc.message
+                self._health.pop(worker_id, None)
+                self._set(worker_id, DOWN, f"health stream: {exc.code.name}", lost=True)
+            else:
+                if refusal is None:
+                    self._health.pop(worker_id, None)
+                    self._set(worker_id, DOWN, "health stream ended", lost=True)
+                else:
+                    self._set(worker_id, DOWN, refusal)
+                    if self._refusals.get(worker_id) != refusal:
+                        log.warning("worker_refused id=%s reason=%r", worker_id[:8], refusal)
+                        self._refusals[worker_id] = refusal
             await asyncio.sleep(self.settings.health_retry)
+
+    async def _follow(self, worker_id: str, client: WorkerClient) -> str | None:
+        """Reads the health stream until it ends (None) or the worker cannot be taken in (why not);
+        EdgeswarmError when the stream breaks."""
+        async for status in client.watch_health():
+            self._health[worker_id] = status
+            if status != SERVING:
+                # NOT_SERVING: draining; what it holds now still finishes.
+                self._set(worker_id, DOWN, f"health {status_name(status)}")
+            elif worker_id not in self._unanswered:
+                try:
+                    await self._came_up(worker_id, client)
+                except EdgeswarmError as exc:
+                    return exc.message
+        return None
 
     async def _probe(self, worker_id: str) -> None:
         """Checks health every probe_interval: a worker that stops answering is lost, not just slow to say so.
@@ -135,60 +141,58 @@ class Members:
         described = self.clock()
         while True:
             await asyncio.sleep(self.settings.probe_interval)
-            link = self.links[worker_id]
+            client = self.clients[worker_id]
             try:
-                await link.health.Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=self.settings.probe_timeout
-                )
-            except grpc.RpcError as exc:
+                await client.check_health(self.settings.probe_timeout)
+            except EdgeswarmError as exc:
                 if self._health.get(worker_id) == SERVING and worker_id not in self._unanswered:
                     self._unanswered.add(worker_id)
-                    self._set(worker_id, DOWN, f"health check: {exc.code().name}", lost=True)
+                    self._set(worker_id, DOWN, f"health check: {exc.code.name}", lost=True)
                 continue
             if worker_id in self._unanswered:
                 self._unanswered.discard(worker_id)
                 if self._health.get(worker_id) == SERVING:
                     try:
-                        await self._came_up(worker_id, link)
-                    except (grpc.RpcError, EdgeswarmError) as exc:
-                        self._set(worker_id, DOWN, f"rejoin: {exc}")
+                        await self._came_up(worker_id, client)
+                    except EdgeswarmError as exc:
+                        self._set(worker_id, DOWN, f"rejoin: {exc.message}")
                 described = self.clock()
             elif self._due(described) and worker_id in self.live():
                 described = self.clock()
-                await self._redescribe(worker_id, link)
+                await self._redescribe(worker_id, client)
 
     def _due(self, since: float) -> bool:
         interval = self.settings.describe_interval
         return interval > 0 and self.clock() - since >= interval
 
-    async def _redescribe(self, worker_id: str, link: Link) -> None:
+    async def _redescribe(self, worker_id: str, client: WorkerClient) -> None:
         """Keeps the worker's newest description; a failure here is the health checks' business."""
         with contextlib.suppress(EdgeswarmError):
-            self.descriptions[worker_id] = await self._describe(worker_id, link, self.settings.probe_timeout)
+            self.descriptions[worker_id] = await self._describe(
+                worker_id, client, self.settings.probe_timeout
+            )
 
-    async def _describe(self, worker_id: str, link: Link, timeout: float) -> worker_pb2.WorkerDescription:
+    async def _describe(
+        self, worker_id: str, client: WorkerClient, timeout: float
+    ) -> worker_pb2.WorkerDescription:
         """The worker's description; InternalError when whoever answers at its address is not it."""
-        try:
-            request = worker_pb2.DescribeRequest(coordinator=self.address_for_workers)
-            description: worker_pb2.WorkerDescription = await link.worker.Describe(request, timeout=timeout)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+        description = await client.describe(self.address_for_workers, timeout)
         if description.id != worker_id or description.fleet != self.settings.fleet:
             # A stale mDNS record can point at an address another worker has taken since.
             raise InternalError(
-                f"{link.address} answers as worker {description.id[:8]} of fleet {description.fleet!r}, "
-                f"not {worker_id[:8]} of {self.settings.fleet!r}"
+                f"{client.address} answers as worker {description.id[:8]} of fleet "
+                f"{description.fleet!r}, not {worker_id[:8]} of {self.settings.fleet!r}"
             )
         return description
 
-    async def _came_up(self, worker_id: str, link: Link) -> None:
-        description = await self._describe(worker_id, link, timeout=10)
+    async def _came_up(self, worker_id: str, client: WorkerClient) -> None:
+        description = await self._describe(worker_id, client, timeout=10)
         self.descriptions[worker_id] = description
-        if self.reconcile is not None:
-            await self.reconcile(worker_id, link, description)
+        if self._reconcile is not None:
+            await self._reconcile(worker_id, client, description)
         self._set(worker_id, UP, "health SERVING")
 
-    def _set(self, worker_id: str, state: str, why: str, lost: bool = False) -> None:
+    def _set(self, worker_id: str, state: WorkerState, why: str, lost: bool = False) -> None:
         before = self.view.get(worker_id)
         self.view = self.view.mark(worker_id, state)
         for each in (UP, DOWN):
@@ -238,5 +242,5 @@ class Members:
     def address(self, worker_id: str) -> str:
         return self.view.address(worker_id)
 
-    def link(self, worker_id: str) -> Link:
-        return self.links[worker_id]
+    def client(self, worker_id: str) -> WorkerClient:
+        return self.clients[worker_id]

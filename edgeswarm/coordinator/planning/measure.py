@@ -9,7 +9,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import grpc
@@ -19,14 +19,13 @@ from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.coordinator.planning.planner import PeerLink, WorkerFigures
 from edgeswarm.coordinator.planning.segments import Segments
-from edgeswarm.errors import EdgeswarmError, from_rpc_error
+from edgeswarm.coordinator.worker_client import SHARD_TIMEOUT_S, WorkerClient
+from edgeswarm.errors import EdgeswarmError
 from edgeswarm.graph.trivial import identity_chain
-from edgeswarm.linkprobe import PING_BYTES, probe
+from edgeswarm.linkprobe import PING_BYTES
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1024 * 1024
-SHARD_TIMEOUT_S = 300.0
 # Workers whose calibration differs by less than this factor are one machine class.
 CLASS_TOLERANCE = 1.15
 # A worker whose calibration moved by more than this fraction since a plan was made has drifted.
@@ -40,15 +39,10 @@ OVERHEAD_WARM_UP_S = 0.25
 PAIR_TIMEOUT_S = 10.0
 
 
-async def chunks(sha256: str, data: bytes) -> AsyncIterator[worker_pb2.ShardChunk]:
-    view = memoryview(data)
-    yield worker_pb2.ShardChunk(sha256=sha256, size=len(data), data=bytes(view[:CHUNK_BYTES]))
-    for offset in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
-        yield worker_pb2.ShardChunk(data=bytes(view[offset : offset + CHUNK_BYTES]))
-
-
 @dataclass(frozen=True)
-class Link:
+class TimedLink:
+    """The link from the coordinator to a worker, as last timed."""
+
     rtt: float  # seconds
     bandwidth: float  # bytes per second
     overhead: float  # seconds per request through a trivial stage (round trip and handling)
@@ -80,8 +74,8 @@ def machine_classes(calibrations: Mapping[str, float]) -> list[list[str]]:
 
 
 @dataclass(frozen=True)
-class PairLink:
-    """Between two workers, as the first of them (by id) timed it."""
+class TimedPair:
+    """The link between two workers, as the first of them (by id) timed it."""
 
     rtt: float  # seconds; math.inf when one could not reach the other
     bandwidth: float  # bytes per second
@@ -95,22 +89,22 @@ def _merged(known: Sequence[PeerLink], timed: Sequence[PeerLink]) -> tuple[PeerL
 
 
 class Measurer:
-    """`stub_of(worker)` is the worker's gRPC stub; `describe(worker)` its last Describe answer;
+    """`client_of(worker)` is the worker's client; `describe(worker)` its last Describe answer;
     `address_of(worker)` the host:port other workers reach it at."""
 
     def __init__(
         self,
-        stub_of: Callable[[str], object],
+        client_of: Callable[[str], WorkerClient],
         describe: Callable[[str], worker_pb2.WorkerDescription | None],
         address_of: Callable[[str], str],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._stub_of = stub_of
+        self._client_of = client_of
         self._describe = describe
         self._address_of = address_of
         self.clock = clock
-        self.links: dict[str, Link] = {}
-        self.pairs: dict[tuple[str, str], PairLink] = {}
+        self.links: dict[str, TimedLink] = {}
+        self.pairs: dict[tuple[str, str], TimedPair] = {}
         self._segments: dict[tuple[str, str], list[float]] = {}
 
     async def figures(
@@ -200,36 +194,25 @@ class Measurer:
     async def _profile(
         self, worker: str, segments: Segments, inputs: Mapping[str, np.ndarray]
     ) -> list[float]:
-        stub = self._stub_of(worker)
+        client = self._client_of(worker)
         digests = [hashlib.sha256(p.model).hexdigest() for p in segments.parts]
-        try:
-            description = await stub.Describe(worker_pb2.DescribeRequest(), timeout=10)  # type: ignore[attr-defined]
-            cached = set(description.cached_shards)
-            for sha, part in zip(digests, segments.parts, strict=True):
-                if sha not in cached:
-                    await stub.PutShard(chunks(sha, part.model), timeout=SHARD_TIMEOUT_S)  # type: ignore[attr-defined]
-            request = worker_pb2.ProfileRequest(
-                shards=digests, inputs=codec.encode_all(dict(inputs)), repeats=PROFILE_REPEATS
-            )
-            response = await stub.Profile(request, timeout=SHARD_TIMEOUT_S)  # type: ignore[attr-defined]
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        return list(response.seconds)
+        cached = set((await client.describe()).cached_shards)
+        for sha, part in zip(digests, segments.parts, strict=True):
+            if sha not in cached:
+                await client.put_shard(sha, part.model, SHARD_TIMEOUT_S)
+        return await client.profile(digests, inputs, PROFILE_REPEATS, SHARD_TIMEOUT_S)
 
-    async def link(self, worker: str, payload_bytes: int = 4096) -> Link:
+    async def link(self, worker: str, payload_bytes: int = 4096) -> TimedLink:
         """Round trip (least of three empty pings), bandwidth (1 MiB, best of two), and the mean time of
         back-to-back calls through a trivial stage carrying `payload_bytes` for OVERHEAD_S after
         OVERHEAD_WARM_UP_S (long enough to show a CPU quota)."""
         known = self.links.get(worker)
         if known is not None and self.clock() - known.measured_at < LINK_TTL_S:
             return known
-        stub = self._stub_of(worker)
-        try:
-            rtt, bandwidth = await probe(stub, PING_BYTES)
-            overhead = await self._overhead(stub, max(payload_bytes // 4, 1))
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        link = Link(rtt, bandwidth, overhead, self.clock())
+        client = self._client_of(worker)
+        rtt, bandwidth = await client.ping(PING_BYTES)
+        overhead = await self._overhead(client, max(payload_bytes // 4, 1))
+        link = TimedLink(rtt, bandwidth, overhead, self.clock())
         log.info(
             "link_measured worker=%s rtt_ms=%.3f bandwidth_mbps=%.1f overhead_ms=%.3f",
             worker[:8], 1000 * rtt, link.bandwidth / 1e6, 1000 * overhead,
@@ -237,11 +220,11 @@ class Measurer:
         self.links[worker] = link
         return link
 
-    async def _overhead(self, stub: object, floats: int) -> float:
+    async def _overhead(self, client: WorkerClient, floats: int) -> float:
         shard = identity_chain(floats).SerializeToString()
         sha = hashlib.sha256(shard).hexdigest()
-        await stub.PutShard(chunks(sha, shard), timeout=SHARD_TIMEOUT_S)  # type: ignore[attr-defined]
-        await stub.LoadStage(worker_pb2.LoadStageRequest(sha256=sha), timeout=SHARD_TIMEOUT_S)  # type: ignore[attr-defined]
+        await client.put_shard(sha, shard, SHARD_TIMEOUT_S)
+        await client.load_stage(sha, None, SHARD_TIMEOUT_S)
         tensors = codec.encode_all({"t0": np.zeros(floats, np.float32)})
         request = worker_pb2.StageRequest(
             request_id="overhead", tensors=tensors, route=[worker_pb2.Hop(stage=sha, carry=["t1"])]
@@ -249,31 +232,30 @@ class Measurer:
         try:
             warm_until = time.perf_counter() + OVERHEAD_WARM_UP_S
             while time.perf_counter() < warm_until:
-                await stub.RunStage(request, timeout=10)  # type: ignore[attr-defined]
+                await client.run_stage(request, timeout=10)
             calls, start = 0, time.perf_counter()
             while calls < 5 or time.perf_counter() - start < OVERHEAD_S:
-                await stub.RunStage(request, timeout=10)  # type: ignore[attr-defined]
+                await client.run_stage(request, timeout=10)
                 calls += 1
             return (time.perf_counter() - start) / calls
         finally:
-            await stub.UnloadStage(worker_pb2.UnloadStageRequest(sha256=sha), timeout=10)  # type: ignore[attr-defined]
+            await client.unload_stage(sha, timeout=10)
 
-    async def pair(self, a: str, b: str) -> PairLink | None:
+    async def pair(self, a: str, b: str) -> TimedPair | None:
         """The link between workers `a` and `b` (a < b), as `a` times it by pinging `b`; cached for
         LINK_TTL_S. One that cannot reach the other gets an infinite round trip, which no plan takes
         (kept for `status`, but timed again at the next plan); None when `a` cannot time links."""
         known = self.pairs.get((a, b))
         if known is not None and math.isfinite(known.rtt) and self.clock() - known.measured_at < LINK_TTL_S:
             return known
-        request = worker_pb2.MeasureLinkRequest(address=self._address_of(b))
         try:
-            figures = await self._stub_of(a).MeasureLink(request, timeout=PAIR_TIMEOUT_S)  # type: ignore[attr-defined]
-            pair = PairLink(figures.rtt_seconds, figures.bandwidth, self.clock())
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # a worker of an older version: estimate
+            rtt, bandwidth = await self._client_of(a).measure_link(self._address_of(b), PAIR_TIMEOUT_S)
+            pair = TimedPair(rtt, bandwidth, self.clock())
+        except EdgeswarmError as exc:
+            if exc.code is grpc.StatusCode.UNIMPLEMENTED:  # a worker of an older version: estimate
                 return None
-            log.warning("pair_unreachable from=%s to=%s error=%r", a[:8], b[:8], from_rpc_error(exc).message)
-            pair = PairLink(math.inf, 0.0, self.clock())
+            log.warning("pair_unreachable from=%s to=%s error=%r", a[:8], b[:8], exc.message)
+            pair = TimedPair(math.inf, 0.0, self.clock())
             self.pairs[(a, b)] = pair
             return pair
         log.info(

@@ -1,118 +1,41 @@
-"""The coordinator's gRPC servicers: KServe v2 inference and edgeswarm.v1 control. Thin by design."""
+"""The edgeswarm.v1 Control servicer: deploy, undeploy, drain, status. Thin by design."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from edgeswarm import __version__, codec
-from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc, worker_pb2
-from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
-from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from edgeswarm import __version__
+from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc
 from edgeswarm.config import CoordinatorSettings
 from edgeswarm.coordinator.deploying.deployer import Deployer
 from edgeswarm.coordinator.fleet.members import Members
-from edgeswarm.coordinator.fleet.view import UP
-from edgeswarm.coordinator.planning.measure import PairLink
-from edgeswarm.coordinator.serving.request_checks import check_outputs, input_tensors, output_names
-from edgeswarm.coordinator.serving.route_choice import stages_without_workers
+from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
-from edgeswarm.errors import InvalidRequest, ResourceExhausted, from_rpc_error
-from edgeswarm.metrics import TENSOR_BYTES
-from edgeswarm.plans import Plan
+from edgeswarm.errors import InvalidRequest, ResourceExhausted
+from edgeswarm.plans import Mode, Objective, Plan, WorkerState
 
 log = logging.getLogger(__name__)
-
-PLATFORM = "onnxruntime_onnx"
-# Looked up once: a label lookup per request costs more than the increment.
-TENSOR_BYTES_IN = TENSOR_BYTES.labels("in")
-TENSOR_BYTES_OUT = TENSOR_BYTES.labels("out")
-
-
-class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, settings: CoordinatorSettings, deployer: Deployer, router: Router) -> None:
-        self.settings = settings
-        self.deployer = deployer
-        self.router = router
-
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
-
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ServerReadyResponse:
-        """Ready when every deployed model can be served (an empty fleet with no model is ready)."""
-        live = self.router.fleet.live()
-        ready = all(not stages_without_workers(p, live) for p in self.deployer.plans.values())
-        return pb.ServerReadyResponse(ready=ready)
-
-    async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="edgeswarm", version=__version__, extensions=[])
-
-    async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelReadyResponse:
-        plan = self.deployer.plans.get(request.name)
-        ready = (
-            plan is not None
-            and request.version in ("", str(plan.version))
-            and not stages_without_workers(plan, self.router.fleet.live())
-        )
-        return pb.ModelReadyResponse(ready=ready)
-
-    async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelMetadataResponse:
-        plan = self.deployer.plan(request.name, request.version)
-        meta = pb.ModelMetadataResponse.TensorMetadata
-        return pb.ModelMetadataResponse(
-            name=plan.model,
-            versions=[str(plan.version)],
-            platform=PLATFORM,
-            inputs=[meta(name=t.name, datatype=t.datatype, shape=t.shape) for t in plan.signature.inputs],
-            outputs=[meta(name=t.name, datatype=t.datatype, shape=t.shape) for t in plan.signature.outputs],
-        )
-
-    async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelInferResponse:
-        async with self.deployer.serving(request.model_name, request.model_version) as plan:
-            tensors = input_tensors(plan.model, plan.signature, request)
-            outputs = output_names(plan.model, plan.signature, request)
-            remaining = context.time_remaining()
-            timeout = self.settings.default_timeout if remaining is None else remaining
-            request_id = request.id or uuid.uuid4().hex
-            results = await self.router.infer(plan, tensors, outputs, request_id, timeout)
-        check_outputs(plan.model, plan.signature, outputs, results)
-        # Both sides' byte counts were checked against their shapes: count them from those.
-        TENSOR_BYTES_IN.inc(sum(codec.declared_bytes(t) for t in tensors))
-        TENSOR_BYTES_OUT.inc(sum(codec.declared_bytes(t) for t in results))
-        out = pb.ModelInferResponse.InferOutputTensor
-        return pb.ModelInferResponse(
-            model_name=plan.model,
-            model_version=str(plan.version),
-            id=request.id,
-            outputs=[out(name=t.name, datatype=t.datatype, shape=t.shape) for t in results],
-            raw_output_contents=[t.data for t in results],
-        )
 
 
 class ControlService(control_pb2_grpc.ControlServicer):
     def __init__(
-        self, settings: CoordinatorSettings, deployer: Deployer, members: Members, router: Router
+        self,
+        settings: CoordinatorSettings,
+        deployer: Deployer,
+        members: Members,
+        measurer: Measurer,
+        router: Router,
     ) -> None:
         self.settings = settings
         self.deployer = deployer
+        self.registry = deployer.registry
         self.members = members
+        self.measurer = measurer
         self.router = router
 
     async def Deploy(
@@ -139,7 +62,8 @@ class ControlService(control_pb2_grpc.ControlServicer):
             raise InvalidRequest(
                 f"model {header.name!r}: announced {header.size} bytes, received {len(data)}"
             )
-        mode, objective = header.mode or "auto", header.objective or "throughput"
+        mode = Mode.parse(header.mode or Mode.AUTO, "mode")
+        objective = Objective.parse(header.objective or Objective.THROUGHPUT, "objective")
         if header.dry_run:
             document = await self.deployer.plan_only(header.name, data, objective)
             return control_pb2.DeployResponse(plan_json=json.dumps(document))
@@ -147,7 +71,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
         plan = await self.deployer.deploy(
             header.name, mode, header.replicas, header.stages, data, objective=objective, batching=batching
         )
-        planned = self.deployer.reports.get(header.name) if mode == "auto" else None
+        planned = self.registry.reports.get(header.name) if mode is Mode.AUTO else None
         return control_pb2.DeployResponse(
             model=model_status(plan), plan_json=json.dumps(planned) if planned else ""
         )
@@ -162,12 +86,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
         self, request: control_pb2.DrainWorkerRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.DrainWorkerResponse:
         worker = self.members.find(request.worker)
-        try:
-            await self.members.link(worker.id).worker.Drain(
-                worker_pb2.DrainRequest(reason="edgeswarm drain"), timeout=10
-            )
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+        await self.members.client(worker.id).drain("edgeswarm drain", timeout=10)
         log.info("worker_drain_requested id=%s name=%s", worker.id[:8], worker.name)
         return control_pb2.DrainWorkerResponse(id=worker.id, name=worker.name)
 
@@ -177,8 +96,9 @@ class ControlService(control_pb2_grpc.ControlServicer):
         workers = []
         for w in self.members.view.workers:
             description = self.members.descriptions.get(w.info.id)
-            link = self.deployer.measurer.links.get(w.info.id)
-            state = "banned" if w.state == UP and self.members.banned(w.info.id) else w.state
+            link = self.measurer.links.get(w.info.id)
+            banned = w.state is WorkerState.UP and self.members.banned(w.info.id)
+            state = WorkerState.BANNED if banned else w.state
             workers.append(
                 control_pb2.WorkerStatus(
                     id=w.info.id,
@@ -189,7 +109,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
                     memory_available=description.memory_available if description else 0,
                     loaded_stages=[
                         f"{p.model}/{s.index}"
-                        for p in self.deployer.plans.values()
+                        for p in self.registry.plans.values()
                         for s in p.stages
                         if w.info.id in s.workers
                     ],
@@ -204,15 +124,15 @@ class ControlService(control_pb2_grpc.ControlServicer):
             fleet=self.settings.fleet,
             version=__version__,
             workers=workers,
-            models=[model_status(p, self._recent) for p in self.deployer.plans.values()],
-            links=[link_status(a, b, pair) for (a, b), pair in sorted(self.deployer.measurer.pairs.items())],
+            models=[model_status(p, self._recent) for p in self.registry.plans.values()],
+            links=[link_status(a, b, pair) for (a, b), pair in sorted(self.measurer.pairs.items())],
         )
 
     def _recent(self, model: str, worker: str) -> float:
         return self.router.latency.estimate(model, worker, self.router.clock())
 
 
-def link_status(a: str, b: str, pair: PairLink) -> control_pb2.LinkStatus:
+def link_status(a: str, b: str, pair: TimedPair) -> control_pb2.LinkStatus:
     """A timed link between workers; one that `a` could not reach has zero figures."""
     if not math.isfinite(pair.rtt):
         return control_pb2.LinkStatus(from_id=a, to_id=b, reachable=False)
@@ -230,7 +150,7 @@ def model_status(
         version=str(plan.version),
         mode=plan.mode,
         ready=True,
-        objective=plan.objective,
+        objective=plan.objective or "",
         predicted_rps=plan.predicted_rps,
         predicted_latency_ms=1000 * plan.predicted_latency_s,
         stages=[

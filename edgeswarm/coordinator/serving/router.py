@@ -10,12 +10,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import grpc
-
 from edgeswarm._proto.edgeswarm.v1 import tensor_pb2, worker_pb2
 from edgeswarm.coordinator.serving.latency import PeakEwma
 from edgeswarm.coordinator.serving.route_choice import RouteHop, choose_route
-from edgeswarm.errors import DeadlineExceeded, StageUnavailable, from_rpc_error
+from edgeswarm.coordinator.worker_client import WorkerClient
+from edgeswarm.errors import DeadlineExceeded, StageUnavailable
 from edgeswarm.metrics import ROUTE_FAILURES, ROUTED
 from edgeswarm.plans import Plan
 
@@ -169,15 +168,12 @@ class Router:
 
 
 class GrpcTransport:
-    def __init__(self, stub_of: Callable[[str], object]) -> None:
-        self._stub_of = stub_of
+    """The real transport: RunStage through the worker's client, which translates its errors."""
+
+    def __init__(self, client_of: Callable[[str], WorkerClient]) -> None:
+        self._client_of = client_of
 
     async def run(
         self, worker_id: str, request: worker_pb2.StageRequest, timeout: float
     ) -> worker_pb2.StageResponse:
-        stub = self._stub_of(worker_id)
-        try:
-            response: worker_pb2.StageResponse = await stub.RunStage(request, timeout=timeout)  # type: ignore[attr-defined]
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        return response
+        return await self._client_of(worker_id).run_stage(request, timeout)

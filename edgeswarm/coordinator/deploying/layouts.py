@@ -1,0 +1,65 @@
+"""From a checked model to the stages of a plan and their shards: cut as asked, or as the planner
+placed it. Pure and CPU-bound: run it in a thread."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import onnx
+
+from edgeswarm.coordinator.planning.planner import Layout
+from edgeswarm.coordinator.planning.segments import Segments
+from edgeswarm.errors import InvalidRequest
+from edgeswarm.graph.loading import parse_model
+from edgeswarm.graph.partition import PartitionError, StagePart, balanced_cuts, split
+from edgeswarm.graph.signature import signature_of
+from edgeswarm.plans import Signature, StageSpec
+
+
+@dataclass(frozen=True)
+class Split:
+    signature: Signature
+    parts: tuple[StagePart, ...]
+    digests: tuple[str, ...]  # sha256 of each part's bytes
+
+
+def parse_and_split(name: str, data: bytes, stages: int) -> Split:
+    """Checks the ONNX file and cuts it into `stages` parts."""
+    model = parse_model(name, data)
+    signature = signature_of(model)
+    try:
+        parts = tuple(split(model, balanced_cuts(model, stages) if stages > 1 else []))
+    except PartitionError as exc:
+        raise InvalidRequest(f"model {name!r} cannot be split into {stages} stages: {exc}") from exc
+    return Split(signature, parts, tuple(hashlib.sha256(p.model).hexdigest() for p in parts))
+
+
+def layout_specs(
+    model: onnx.ModelProto, segments: Segments, layout: Layout
+) -> tuple[list[StageSpec], dict[str, bytes]]:
+    """The stages of a planned layout and their shards by sha256: the one-stage pipelines as one group
+    of replicas, each longer pipeline a group of its own, cut where the planner put its stages."""
+    specs: list[StageSpec] = []
+    shards: dict[str, bytes] = {}
+
+    def add(parts: Sequence[StagePart], workers: Sequence[tuple[str, ...]], group: int) -> None:
+        for part, held_by in zip(parts, workers, strict=True):
+            sha = hashlib.sha256(part.model).hexdigest()
+            shards[sha] = part.model
+            specs.append(
+                StageSpec(
+                    part.index, sha, len(part.model), part.inputs, part.outputs, part.carry, held_by, group
+                )
+            )
+
+    singles = tuple(p.stages[0].worker for p in layout.pipelines if len(p.stages) == 1)
+    groups = 0
+    if singles:
+        add(split(model, []), [singles], 0)
+        groups = 1
+    for pipeline in (p for p in layout.pipelines if len(p.stages) > 1):
+        add(split(model, segments.cuts_of(pipeline.stages)), [(s.worker,) for s in pipeline.stages], groups)
+        groups += 1
+    return specs, shards

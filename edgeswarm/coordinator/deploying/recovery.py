@@ -1,0 +1,50 @@
+"""A worker that (re)joins gets back every stage the current plans give it; a coordinator that
+restarted takes over, from the workers, the plans they hold that it does not know."""
+
+from __future__ import annotations
+
+import logging
+
+from edgeswarm._proto.edgeswarm.v1 import worker_pb2
+from edgeswarm.coordinator.deploying.installer import Installer
+from edgeswarm.coordinator.deploying.manifests import plan_of
+from edgeswarm.coordinator.deploying.registry import Registry
+from edgeswarm.coordinator.worker_client import WorkerClient
+
+log = logging.getLogger(__name__)
+
+
+class Recovery:
+    def __init__(self, registry: Registry, installer: Installer) -> None:
+        self.registry = registry
+        self.installer = installer
+
+    async def reconcile(
+        self, worker_id: str, client: WorkerClient, description: worker_pb2.WorkerDescription
+    ) -> None:
+        """Loads on a worker that (re)joined every stage the current plans give it.
+
+        A plan the worker reports that is newer than this coordinator's (it restarted) is taken over first.
+        """
+        plans = self.registry.plans
+        for manifest in description.plans:
+            known = plans.get(manifest.model)
+            if known is None or known.version < manifest.version:
+                plans[manifest.model] = plan_of(manifest)
+                log.info(
+                    "model_recovered model=%s version=%d from=%s",
+                    manifest.model,
+                    manifest.version,
+                    worker_id[:8],
+                )
+                self.registry.tell(manifest.model, manifest.version, f"recovered from worker {worker_id[:8]}")
+                self.registry.announce()
+        wanted = [
+            s.sha256
+            for plan in plans.values()
+            for s in plan.stages
+            if worker_id in s.workers and s.sha256 not in description.loaded_stages
+        ]
+        if wanted:
+            log.info("worker_restoring id=%s stages=%d", worker_id[:8], len(wanted))
+            await self.installer.install(worker_id, client, wanted, set(description.cached_shards))
