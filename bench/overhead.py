@@ -21,7 +21,7 @@ from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
 from edgeswarm.client import Client
 from edgeswarm.dev import zoo
-from edgeswarm.dev.bench.run import timed
+from edgeswarm.dev.bench.harness import timed
 from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker.runtime import session_options
@@ -47,7 +47,7 @@ def main() -> None:
         with Client(fleet.coordinator_address) as client:
             info = client.deploy(path, "m", mode="replicas", replicas=1)
             stage = info.stages[0]
-            hop = worker_pb2.Hop(stage=stage["sha256"], carry=["hidden"])
+            hop = worker_pb2.Hop(stage=stage.sha256, carry=["hidden"])
             request = worker_pb2.StageRequest(
                 request_id="b", model="m", tensors=codec.encode_all(inputs), route=[hop]
             )

@@ -15,7 +15,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeswarm import __version__
+from edgeswarm.client import DEFAULT_BATCH_DELAY_MS
 from edgeswarm.errors import EdgeswarmError
+from edgeswarm.plans import Mode, Objective
 
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
 
@@ -59,12 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("model", type=Path)
     deploy.add_argument("--name", required=True)
     deploy.add_argument(
-        "--mode", choices=["auto", "replicas", "pipeline"], default="auto",
+        "--mode", choices=list(Mode), default=Mode.AUTO,
         help="auto: the planner chooses from measured figures (default)",
     )  # fmt: skip
-    deploy.add_argument("--objective", choices=["throughput", "latency", "fit"], default="throughput")
+    deploy.add_argument("--objective", choices=list(Objective), default=Objective.THROUGHPUT)
     deploy.add_argument("--batch-max", type=int, default=0, help="dynamic batching: most requests per call")
-    deploy.add_argument("--batch-delay-ms", type=float, default=2.0, help="dynamic batching: longest wait")
+    deploy.add_argument(
+        "--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS, help="dynamic batching: longest wait"
+    )
     deploy.add_argument("--replicas", type=int, default=0, help="replicas (per stage in a pipeline); 0: auto")
     deploy.add_argument("--stages", type=int, default=0, help="pipeline stages; 0: one per live worker")
     deploy.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
@@ -87,18 +91,20 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--chart", type=Path, help="draw a PNG chart here (needs matplotlib)")
     plan = sub.add_parser("plan", help="show what an auto deploy would place, with predicted figures")
     plan.add_argument("model", type=Path)
-    plan.add_argument("--objective", choices=["throughput", "latency", "fit"], default="throughput")
-    plan.add_argument("--fleet", type=Path, help="plan for a described fleet (JSON, see README) instead")
+    plan.add_argument("--objective", choices=list(Objective), default=Objective.THROUGHPUT)
+    plan.add_argument("--fleet", type=Path, help="plan for a described fleet (JSON, see docs/placement.md) instead")
     plan.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
     shown = plan.add_mutually_exclusive_group()
-    shown.add_argument("--json", action="store_true", help="one JSON document (keys in the README)")
+    shown.add_argument("--json", action="store_true", help="one JSON document (keys in docs/placement.md)")
     shown.add_argument("--explain", action="store_true", help="the plan and its alternatives in sentences")
     drain = sub.add_parser("drain", help="stop a worker gracefully: requests it holds finish, none is lost")
     drain.add_argument("worker", help="the worker's name, id, or a unique prefix of its id")
     drain.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
     status = sub.add_parser("status", help="show workers and models")
     status.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
-    status.add_argument("--json", action="store_true")
+    view = status.add_mutually_exclusive_group()
+    view.add_argument("--json", action="store_true", help="every field, as one JSON document")
+    view.add_argument("--wide", action="store_true", help="every column, worker names in the models table")
 
     inspect = sub.add_parser("inspect", help="show a model's inputs, size, cost and where it can be cut")
     inspect.add_argument("model", type=Path)
@@ -109,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=D0,D1,...",
         help="resolve an input's symbolic dimensions for the estimates (repeatable; default: 1)",
     )
-    inspect.add_argument("--json", action="store_true", help="one JSON document (keys in the README)")
+    inspect.add_argument("--json", action="store_true", help="one JSON document (keys in docs/models.md)")
     inspect.add_argument("--all", action="store_true", help="list every cut position, not only natural ones")
 
     demo = sub.add_parser("demo", help="a coordinator and three workers on this machine, end to end")
@@ -168,8 +174,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "inspect":
         return _inspect(args)
     if args.command == "bench":
+        from edgeswarm.dev.bench.harness import Settings
         from edgeswarm.dev.bench.report import tables
-        from edgeswarm.dev.bench.run import Settings, run
+        from edgeswarm.dev.bench.run import run
 
         print(tables(run(Settings(quick=args.quick), args.json, args.chart)))
         return 0
@@ -257,18 +264,19 @@ def _client_command(args: argparse.Namespace) -> int:
     with Client(args.coordinator) as client:
         if args.command == "deploy":
             info = client.deploy(
-                args.model, args.name, args.mode, args.replicas, args.stages, args.timeout, args.objective,
-                args.batch_max, args.batch_delay_ms,
+                args.model, name=args.name, mode=args.mode, replicas=args.replicas, stages=args.stages,
+                timeout=args.timeout, objective=args.objective, batch_max=args.batch_max,
+                batch_delay_ms=args.batch_delay_ms,
             )  # fmt: skip
             placement = "; ".join(
-                f"stage {s['index']}: {', '.join(w[:8] for w in s['workers'])}" for s in info.stages
+                f"stage {s.index}: {', '.join(w[:8] for w in s.workers)}" for s in info.stages
             )
             print(f"deployed {info.name} version {info.version} as {info.mode}: {placement}")
         elif args.command == "undeploy":
             client.undeploy(args.name)
             print(f"undeployed {args.name}")
         elif args.command == "plan":
-            _show_plan(client.plan(args.model, args.objective), args)
+            _show_plan(client.plan(args.model, objective=args.objective), args)
         elif args.command == "drain":
             worker_id, name = client.drain(args.worker)
             print(f"draining worker {name} ({worker_id[:8]})")
@@ -285,7 +293,7 @@ def _client_command(args: argparse.Namespace) -> int:
             else:
                 from edgeswarm.cli.tables import print_status
 
-                print_status(report)
+                print_status(report, wide=args.wide)
     return 0
 
 

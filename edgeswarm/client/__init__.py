@@ -6,8 +6,16 @@
 Importing this package pulls in neither onnxruntime, onnx nor zeroconf.
 """
 
-from edgeswarm.client._async import AsyncClient, ModelInfo, StatusReport
+from edgeswarm.client._async import DEFAULT_BATCH_DELAY_MS, AsyncClient
 from edgeswarm.client._sync import Client
+from edgeswarm.client.results import (
+    LinkStatus,
+    ModelInfo,
+    ModelStatus,
+    StageInfo,
+    StatusReport,
+    WorkerStatus,
+)
 from edgeswarm.errors import (
     DeadlineExceeded,
     EdgeswarmError,
@@ -20,16 +28,21 @@ from edgeswarm.errors import (
 )
 
 __all__ = [
+    "DEFAULT_BATCH_DELAY_MS",
     "AsyncClient",
     "Client",
     "DeadlineExceeded",
     "EdgeswarmError",
     "InternalError",
     "InvalidRequest",
+    "LinkStatus",
     "ModelInfo",
+    "ModelStatus",
     "NotFound",
     "PlacementError",
     "ResourceExhausted",
+    "StageInfo",
     "StageUnavailable",
     "StatusReport",
+    "WorkerStatus",
 ]

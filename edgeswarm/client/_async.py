@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +18,7 @@ from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc
 from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES, open_channel
+from edgeswarm.client.results import ModelInfo, StatusReport
 from edgeswarm.errors import answered, from_rpc_error
 
 T = TypeVar("T")
@@ -27,40 +27,13 @@ DEPLOY_CHUNK_BYTES = 1024 * 1024
 OFF_LOOP_BYTES = 1024 * 1024
 # Pause before retrying a request whose coordinator could not be reached.
 RETRY_PAUSE_S = 0.05
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    mode: str
-    stages: list[dict[str, Any]]
-    # For mode "auto": the planner's report (keys in the README).
-    plan: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    fleet: str
-    version: str
-    workers: list[dict[str, Any]]
-    models: list[dict[str, Any]]
-    # Links between workers as last timed for planning: from_id, to_id, rtt_ms, bandwidth_mbps, reachable.
-    links: list[dict[str, Any]] = field(default_factory=list)
+# Dynamic batching's longest wait for more requests after the first; batching is on only for
+# batch_max > 1.
+DEFAULT_BATCH_DELAY_MS = 2.0
 
 
 def _as_dict(message: Any) -> dict[str, Any]:
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-
-
-def _model_info(status: control_pb2.ModelStatus, plan_json: str = "") -> ModelInfo:
-    return ModelInfo(
-        name=status.name,
-        version=status.version,
-        mode=status.mode,
-        stages=[_as_dict(s) for s in status.stages],
-        plan=json.loads(plan_json) if plan_json else None,
-    )
 
 
 def encode_request(
@@ -153,7 +126,7 @@ class AsyncClient:
         timeout: float | None = None,
         objective: str = "throughput",
         batch_max: int = 0,
-        batch_delay_ms: float = 0.0,
+        batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS,
     ) -> ModelInfo:
         """Sends the ONNX file at `path` and returns once the model is ready to serve. Mode "auto" lets
         the planner choose replicas, a pipeline or both from measured figures, for `objective`.
@@ -164,7 +137,7 @@ class AsyncClient:
             batch_max=batch_max, batch_delay_ms=batch_delay_ms,
         )  # fmt: skip
         response = await self._send_model(path, header, timeout)
-        return _model_info(response.model, response.plan_json)
+        return ModelInfo.from_proto(response)
 
     async def plan(
         self,
@@ -203,13 +176,7 @@ class AsyncClient:
 
     async def status(self, timeout: float | None = None) -> StatusReport:
         response = await _call(self._control.Status(control_pb2.StatusRequest(), timeout=timeout))
-        return StatusReport(
-            fleet=response.fleet,
-            version=response.version,
-            workers=[_as_dict(w) for w in response.workers],
-            models=[_as_dict(m) for m in response.models],
-            links=[_as_dict(link) for link in response.links],
-        )
+        return StatusReport.from_proto(response)
 
 
 async def _call(call: Awaitable[T]) -> T:

@@ -1,4 +1,5 @@
-"""A thin blocking wrapper over AsyncClient: the same methods, run on a private event loop.
+"""A thin blocking wrapper over AsyncClient: the same methods with the same parameters (a unit test
+compares their signatures), forwarded by keyword and run on a private event loop.
 
 The loop runs in its own thread for the client's life: grpc.aio completes calls through the
 running loop, and a loop kept running answers about a millisecond sooner per call than one
@@ -16,7 +17,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES
-from edgeswarm.client._async import AsyncClient, ModelInfo, StatusReport
+from edgeswarm.client._async import DEFAULT_BATCH_DELAY_MS, AsyncClient
+from edgeswarm.client.results import ModelInfo, StatusReport
 
 T = TypeVar("T")
 
@@ -52,13 +54,13 @@ class Client:
         timeout: float | None = None,
         outputs: tuple[str, ...] = (),
     ) -> dict[str, np.ndarray]:
-        return self._run(self._client.infer(model, inputs, timeout, outputs))
+        return self._run(self._client.infer(model=model, inputs=inputs, timeout=timeout, outputs=outputs))
 
     def is_ready(self, model: str, timeout: float | None = None) -> bool:
-        return self._run(self._client.is_ready(model, timeout))
+        return self._run(self._client.is_ready(model=model, timeout=timeout))
 
     def metadata(self, model: str, timeout: float | None = None) -> dict[str, Any]:
-        return self._run(self._client.metadata(model, timeout))
+        return self._run(self._client.metadata(model=model, timeout=timeout))
 
     def deploy(
         self,
@@ -70,27 +72,39 @@ class Client:
         timeout: float | None = None,
         objective: str = "throughput",
         batch_max: int = 0,
-        batch_delay_ms: float = 0.0,
+        batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS,
     ) -> ModelInfo:
         return self._run(
             self._client.deploy(
-                path, name, mode, replicas, stages, timeout, objective, batch_max, batch_delay_ms
+                path=path,
+                name=name,
+                mode=mode,
+                replicas=replicas,
+                stages=stages,
+                timeout=timeout,
+                objective=objective,
+                batch_max=batch_max,
+                batch_delay_ms=batch_delay_ms,
             )
         )
 
     def plan(
-        self, path: str | os.PathLike[str], objective: str = "throughput", timeout: float | None = None
+        self,
+        path: str | os.PathLike[str],
+        objective: str = "throughput",
+        timeout: float | None = None,
+        name: str = "",
     ) -> dict[str, Any]:
-        return self._run(self._client.plan(path, objective, timeout))
+        return self._run(self._client.plan(path=path, objective=objective, timeout=timeout, name=name))
 
     def undeploy(self, name: str, timeout: float | None = None) -> None:
-        self._run(self._client.undeploy(name, timeout))
+        self._run(self._client.undeploy(name=name, timeout=timeout))
 
     def drain(self, worker: str, timeout: float | None = None) -> tuple[str, str]:
-        return self._run(self._client.drain(worker, timeout))
+        return self._run(self._client.drain(worker=worker, timeout=timeout))
 
     def status(self, timeout: float | None = None) -> StatusReport:
-        return self._run(self._client.status(timeout))
+        return self._run(self._client.status(timeout=timeout))
 
 
 async def _open(address: str, max_message_bytes: int) -> AsyncClient:

@@ -44,7 +44,7 @@ def up_workers_of(coordinator: str) -> set[str]:
         report = status_of(coordinator)
     except EdgeswarmError:
         return set()
-    return {w["name"] for w in report.workers if w["state"] == "up"}
+    return {w.name for w in report.workers if w.state == "up"}
 
 
 class LocalFleet:

@@ -36,7 +36,7 @@ def test_the_plan_follows_measured_speed_and_predicts_throughput(network: Networ
         fleet.worker_hosts[name].throttle_cpu(share)
     fleet.start()
     fleet.wait_ready()
-    names = {w["id"]: w["name"] for w in fleet.status().workers}
+    names = {w.id: w.name for w in fleet.status().workers}
     with Client(fleet.coordinator_address) as client:
         info = client.deploy(path, "enc", timeout=300)
     assert info.plan is not None
@@ -82,13 +82,13 @@ def test_the_plan_follows_measured_speed_and_predicts_throughput(network: Networ
 def stage_bytes(fleet: NetFleet, model: str) -> tuple[str, dict[str, int]]:
     """The model's plan version and the weight bytes of the stages each worker (by name) holds."""
     status = fleet.status()
-    names = {w["id"]: w["name"] for w in status.workers}
-    entry = next(m for m in status.models if m["name"] == model)
+    names = {w.id: w.name for w in status.workers}
+    entry = next(m for m in status.models if m.name == model)
     held: dict[str, int] = {}
-    for stage in entry["stages"]:
-        for worker in stage["workers"]:
-            held[names[worker]] = held.get(names[worker], 0) + int(stage["size"])
-    return entry["version"], held
+    for stage in entry.stages:
+        for worker in stage.workers:
+            held[names[worker]] = held.get(names[worker], 0) + stage.size
+    return entry.version, held
 
 
 def test_a_worker_slowed_after_the_deploy_is_measured_again_and_given_less_work(

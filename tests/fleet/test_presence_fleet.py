@@ -47,7 +47,7 @@ async def test_status_topics_follow_a_kill_and_a_drain(network: Network, tmp_pat
     fleet = NetFleet(network, tmp_path / "fleet", workers=2)
     fleet.start()
     await asyncio.to_thread(fleet.wait_ready)
-    ids = {w["name"]: w["id"] for w in (await asyncio.to_thread(fleet.status)).workers}
+    ids = {w.name: w.id for w in (await asyncio.to_thread(fleet.status)).workers}
     model = tmp_path / "mlp.onnx"
     onnx.save(zoo.mlp(layers=4, width=32, in_features=16, out_features=4), str(model))
 

@@ -50,7 +50,7 @@ def test_a_slow_replica_is_routed_around(network: Network, tmp_path: Path) -> No
     fleet.wait_ready()
     with Client(fleet.coordinator_address) as client:
         client.deploy(path, "enc", mode="replicas", replicas=2, timeout=60)
-    ids = {w["name"]: w["id"] for w in fleet.status().workers}
+    ids = {w.name: w.id for w in fleet.status().workers}
     fleet.worker_hosts["worker2"].throttle_cpu(0.05)
 
     inputs = sample_inputs(model, batch=1)

@@ -139,9 +139,7 @@ def test_a_model_onnx_runtime_cannot_load_is_refused_and_leaves_nothing_behind(
     with pytest.raises(InvalidRequest, match=r"ONNX Runtime cannot load shard .*Frobnicate"):
         client.deploy(path, "unloadable", mode="replicas", replicas=2, timeout=30)
     assert not client.is_ready("unloadable")
-    assert all(
-        not any(s.startswith("unloadable") for s in w["loaded_stages"]) for w in client.status().workers
-    )
+    assert all(not any(s.startswith("unloadable") for s in w.loaded_stages) for w in client.status().workers)
 
 
 def test_a_record_that_lies_about_who_answers_is_never_used(shared_fleet: LocalFleet) -> None:
@@ -155,11 +153,9 @@ def test_a_record_that_lies_about_who_answers_is_never_used(shared_fleet: LocalF
     zc = Zeroconf(interfaces=[host], ip_version=IPVersion.V4Only)  # answers from its own thread
     try:
         zc.register_service(service_info("f" * 32, "impostor", shared_fleet.fleet, host, int(port)))
-        wait_until(
-            lambda: "impostor" in {w["name"] for w in shared_fleet.status().workers}, 15, "record seen"
-        )
+        wait_until(lambda: "impostor" in {w.name for w in shared_fleet.status().workers}, 15, "record seen")
         wait_until(lambda: "worker_refused" in shared_fleet.log("coordinator"), 10, "refusal logged")
-        states = {w["name"]: w["state"] for w in shared_fleet.status().workers}
+        states = {w.name: w.state for w in shared_fleet.status().workers}
         assert states["impostor"] == "down"
         assert states["worker1"] == "up"
         assert "answers as worker" in shared_fleet.log("coordinator")

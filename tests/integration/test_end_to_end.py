@@ -32,12 +32,10 @@ def test_outputs_equal_one_session_bit_for_bit(
         info = client.deploy(path, name, **LAYOUTS[layout], timeout=60)  # type: ignore[arg-type]
         stages = LAYOUTS[layout].get("stages", 1)
         assert len(info.stages) == stages
-        assert len({w for s in info.stages for w in s["workers"]}) == stages * LAYOUTS[layout].get(
-            "replicas", 1
-        )
+        assert len({w for s in info.stages for w in s.workers}) == stages * LAYOUTS[layout].get("replicas", 1)
         if model == "transformer" and stages > 1:
             # Every layer reads the attention mask: the boundaries carry it beside the hidden state.
-            assert all(len(s["inputs"]) >= 2 for s in info.stages[1:])
+            assert all(len(s.inputs) >= 2 for s in info.stages[1:])
         for seed in range(3):
             inputs = inputs_for(path, batch=2, seed=seed)
             got = client.infer(name, inputs, timeout=30)
@@ -58,16 +56,16 @@ def test_status_shows_workers_and_placement(shared_fleet: LocalFleet, model_file
         report = client.status()
         client.undeploy("status-mlp")
     assert report.fleet == shared_fleet.fleet
-    assert sorted(w["name"] for w in report.workers) == ["worker1", "worker2", "worker3"]
-    assert all(w["state"] == "up" and int(w["cores"]) >= 1 for w in report.workers)
-    model = next(m for m in report.models if m["name"] == "status-mlp")
-    assert [int(s["index"]) for s in model["stages"]] == [0, 1, 2]
-    holders = {w["name"] for w in report.workers if "status-mlp/1" in w["loaded_stages"]}
+    assert sorted(w.name for w in report.workers) == ["worker1", "worker2", "worker3"]
+    assert all(w.state == "up" and w.cores >= 1 for w in report.workers)
+    model = next(m for m in report.models if m.name == "status-mlp")
+    assert [s.index for s in model.stages] == [0, 1, 2]
+    holders = {w.name for w in report.workers if "status-mlp/1" in w.loaded_stages}
     assert len(holders) == 1
     # What a request has lately taken through each worker, as routing weighs it: known once one ran.
-    unused = next(m for m in before.models if m["name"] == "status-mlp")
-    assert [s["recent_ms"] for s in unused["stages"]] == [[0.0]] * 3
-    assert all(len(s["recent_ms"]) == 1 and 0 < s["recent_ms"][0] < 10_000 for s in model["stages"])
+    unused = next(m for m in before.models if m.name == "status-mlp")
+    assert [list(s.recent_ms) for s in unused.stages] == [[0.0]] * 3
+    assert all(len(s.recent_ms) == 1 and 0 < s.recent_ms[0] < 10_000 for s in model.stages)
 
 
 def test_cli_deploy_infer_status(
@@ -150,7 +148,7 @@ def test_every_datatype_travels_and_early_outputs_are_handed_to_the_end(
     want = reference(path, inputs)
     with Client(shared_fleet.coordinator_address) as client:
         info = client.deploy(path, "dtypes", mode="pipeline", stages=3, timeout=60)
-        assert "half_out" in info.stages[0]["outputs"]  # made in stage 1, returned by stage 3
+        assert "half_out" in info.stages[0].outputs  # made in stage 1, returned by stage 3
         got = client.infer("dtypes", inputs, timeout=30)
         some = client.infer("dtypes", inputs, timeout=30, outputs=("flag_out", "half_out"))
         client.undeploy("dtypes")

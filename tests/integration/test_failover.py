@@ -27,8 +27,8 @@ def test_kill_9_during_a_request_stream(make_fleet, model_files: dict[str, Path]
             info = client.deploy(path, "enc", mode="replicas", replicas=2, timeout=60)
         else:
             info = client.deploy(path, "enc", mode="pipeline", stages=2, replicas=2, timeout=60)
-    ids = {w["id"]: w["name"] for w in fleet.status().workers}
-    victim = ids[info.stages[-1]["workers"][0]]
+    ids = {w.id: w.name for w in fleet.status().workers}
+    victim = ids[info.stages[-1].workers[0]]
 
     with Load(fleet.coordinator_address, "enc", inputs, want, lanes=1, timeout=10) as load:
         wait_until(lambda: load.succeeded() >= 40, 60, "requests flowing")

@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeswarm.client import Client
+from edgeswarm.client import Client, ModelStatus
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import LocalFleet, wait_until
 from tests.helpers import inputs_for, reference
@@ -37,21 +38,20 @@ def more_succeed(load: Load, count: int = 20, timeout: float = 30) -> None:
 
 
 def names_to_ids(fleet: LocalFleet) -> dict[str, str]:
-    return {w["name"]: w["id"] for w in fleet.status().workers}
+    return {w.name: w.id for w in fleet.status().workers}
 
 
-def placements(fleet: LocalFleet) -> list[dict[str, object]]:
+def placements(fleet: LocalFleet) -> list[ModelStatus]:
     """The models as status shows them, less routing's latency estimates (they move with every request)."""
-    models = fleet.status().models
-    for model in models:
-        for stage in model["stages"]:
-            del stage["recent_ms"]
-    return models
+    return [
+        replace(model, stages=tuple(replace(stage, recent_ms=()) for stage in model.stages))
+        for model in fleet.status().models
+    ]
 
 
 def model_shape(fleet: LocalFleet, model: str) -> tuple[str, list[int]]:
-    status = next(m for m in fleet.status().models if m["name"] == model)
-    return status["version"], [len(s["workers"]) for s in status["stages"]]
+    status = next(m for m in fleet.status().models if m.name == model)
+    return status.version, [len(s.workers) for s in status.stages]
 
 
 def test_a_frozen_replica_is_routed_around_and_used_again(make_fleet, model_files: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
@@ -84,7 +84,7 @@ def test_a_drained_worker_fails_no_request(make_fleet, model_files: dict[str, Pa
     with Client(fleet.coordinator_address) as client:
         info = client.deploy(path, "enc", mode="pipeline", stages=1, replicas=2, timeout=60)
     ids = {v: k for k, v in names_to_ids(fleet).items()}
-    victim = ids[info.stages[0]["workers"][0]]
+    victim = ids[info.stages[0].workers[0]]
     load = start_load(fleet, path, "enc", lanes=3)
     try:
         if how == "sigterm":

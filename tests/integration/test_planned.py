@@ -48,12 +48,12 @@ def test_a_model_that_fits_everywhere_on_equal_workers_is_deployed_as_replicas( 
         assert info.plan["chosen"]["kind"] == "replicas", json.dumps(info.plan, indent=1)
         check_bit_exact(client, "enc", path)
         report = client.status()
-    model = next(m for m in report.models if m["name"] == "enc")
-    assert model["objective"] == "throughput" and float(model["predicted_rps"]) > 0
-    assert all(float(w["calibration_gflops"]) > 0 and float(w["rtt_ms"]) > 0 for w in report.workers)
+    model = next(m for m in report.models if m.name == "enc")
+    assert model.objective == "throughput" and model.predicted_rps > 0
+    assert all(w.calibration_gflops > 0 and w.rtt_ms > 0 for w in report.workers)
     # The link between every pair of the three, as timed for the plan, is in the status too.
     assert len(report.links) == 3
-    assert all(link["reachable"] and float(link["bandwidth_mbps"]) > 0 for link in report.links)
+    assert all(link.reachable and link.bandwidth_mbps > 0 for link in report.links)
     shown = io.StringIO()
     print_status(report, Console(file=shown, width=200))
     assert "links between workers" in shown.getvalue()
@@ -90,7 +90,7 @@ def test_a_model_over_every_workers_memory_limit_is_deployed_as_a_pipeline_that_
         ]
         assert all(link["rtt_ms"] is not None and link["bandwidth_mbps"] > 0 for link in links)
         # A stage's file is its weights plus the graph's few kilobytes.
-        assert all(int(s["size"]) < limit + 65536 for s in info.stages)
+        assert all(s.size < limit + 65536 for s in info.stages)
         check_bit_exact(client, "enc", path)
     # A model bigger than the memory of all three workers together is refused, naming why.
     big = path.parent / "big.onnx"
@@ -109,8 +109,8 @@ def test_a_worker_joining_triggers_a_new_plan_that_fails_no_request(  # type: ig
     assert info.plan is not None and info.plan["chosen"]["kind"] == "replicas"
 
     def placed() -> tuple[str, int]:
-        model = next(m for m in fleet.status().models if m["name"] == "enc")
-        return model["version"], len({w for s in model["stages"] for w in s["workers"]})
+        model = next(m for m in fleet.status().models if m.name == "enc")
+        return model.version, len({w for s in model.stages for w in s.workers})
 
     assert placed() == ("1", 2)
     inputs = sample_inputs(onnx.load(str(path)), batch=1)
