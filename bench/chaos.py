@@ -24,7 +24,8 @@ import onnx
 from edgeswarm.dev import zoo
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.netns import chaos
-from edgeswarm.dev.netns.network import Network, unavailable
+from edgeswarm.dev.netns.namespaces import unavailable
+from edgeswarm.dev.netns.network import Network
 from edgeswarm.dev.netns.swarm import NetFleet
 from edgeswarm.dev.reference import reference
 from edgeswarm.graph.samples import sample_inputs

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeswarm.channels import channel_options, server_options
 from edgeswarm.dev.bench import barerelay
-from edgeswarm.dev.bench.run import HOP_BYTES, BareChain, timed
+from edgeswarm.dev.bench.harness import HOP_BYTES, BareChain, timed
 
 SERVICE = "bench.Echo"
 METHOD = f"/{SERVICE}/Echo"

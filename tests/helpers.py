@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from edgeswarm.dev import zoo
-from edgeswarm.dev.netns.network import unavailable
+from edgeswarm.dev.netns.namespaces import unavailable
 from edgeswarm.dev.reference import reference as reference
 from edgeswarm.graph.partition import split
 from edgeswarm.graph.samples import sample_inputs

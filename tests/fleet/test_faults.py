@@ -13,9 +13,10 @@ import pytest
 from edgeswarm.client import Client
 from edgeswarm.dev import zoo
 from edgeswarm.dev.loadgen import Load
+from edgeswarm.dev.localfleet import wait_until
 from edgeswarm.dev.mosquitto import mosquitto_binary
 from edgeswarm.dev.netns import chaos
-from edgeswarm.dev.netns.network import Network, wait_until
+from edgeswarm.dev.netns.network import Network
 from edgeswarm.dev.netns.swarm import NetFleet
 from edgeswarm.graph.samples import sample_inputs
 from tests.helpers import reference
@@ -72,7 +73,7 @@ def test_a_pipeline_without_spares_is_replanned_when_a_worker_dies(
     want = reference(model_path, inputs)
 
     def stages() -> int:
-        return len(next(m for m in fleet.status().models if m["name"] == "enc")["stages"])
+        return len(next(m for m in fleet.status().models if m.name == "enc").stages)
 
     with Load(fleet.coordinator_address, "enc", inputs, want, lanes=2, timeout=5) as load:
         wait_until(lambda: load.succeeded() >= 10, 30, "requests flowing")

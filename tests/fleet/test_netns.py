@@ -13,19 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from edgeswarm.dev.localfleet import wait_until
 from edgeswarm.dev.netns.cgroups import cgroups_of, cpu_cgroups, read_pids
 from edgeswarm.dev.netns.kernel import FleetError
-from edgeswarm.dev.netns.network import (
-    NET_ID,
-    RUN_DIR,
-    Host,
-    Network,
-    link_exists,
-    namespaces_of,
-    run,
-    sweep,
-    wait_until,
-)
+from edgeswarm.dev.netns.namespaces import NET_ID, RUN_DIR, link_exists, namespaces_of, run, sweep
+from edgeswarm.dev.netns.network import Host, Network
 from tests.helpers import require_netns, skip_or_fail
 
 pytestmark = pytest.mark.fleet

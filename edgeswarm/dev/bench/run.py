@@ -14,14 +14,11 @@ import math
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,128 +33,23 @@ from edgeswarm.channels import channel_options, open_channel
 from edgeswarm.client import AsyncClient, Client
 from edgeswarm.dev import zoo
 from edgeswarm.dev.bench import barerelay
+from edgeswarm.dev.bench.harness import (
+    HOP_BYTES,
+    HOP_STAGES,
+    BareChain,
+    Echo,
+    Settings,
+    closed_loop,
+    cpu_seconds,
+    deploy,
+    percentile,
+    save,
+    timed,
+)
 from edgeswarm.dev.localfleet import LocalFleet, free_port
 from edgeswarm.graph.partition import Graph, balanced_cuts, split
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker.runtime import session_options
-
-MODELS = {
-    "~5 ms encoder": {"layers": 4, "d_model": 256, "heads": 4, "d_ff": 1024, "seq": 64},
-    "~50 ms encoder": {"layers": 6, "d_model": 512, "heads": 8, "d_ff": 2048, "seq": 128},
-}
-HOP_BYTES = (8 * 1024, 400 * 1024, 4 * 1024 * 1024)
-HOP_STAGES = 3
-WARM_UP_S = 1.0  # closed loops run this long (at most a quarter of their time) before counting
-# Runs under a Python that has Ray, as a script: it imports nothing of edgeswarm.
-RAY_SCRIPT = Path(__file__).with_name("ray_serve.py")
-
-
-@dataclass(frozen=True)
-class Settings:
-    quick: bool = False
-
-    @property
-    def requests(self) -> int:
-        return 25 if self.quick else 100
-
-    @property
-    def seconds(self) -> float:
-        return 2.0 if self.quick else 6.0
-
-    @property
-    def models(self) -> dict[str, dict[str, int]]:
-        return dict(list(MODELS.items())[:1]) if self.quick else MODELS
-
-
-def _p(samples: list[float], q: float) -> float:
-    return float(np.percentile(samples, q)) if samples else float("nan")
-
-
-def timed(call: Callable[[], object], count: int) -> list[float]:
-    """Milliseconds of each of `count` calls, after 3 unmeasured ones."""
-    for _ in range(3):
-        call()
-    samples = []
-    for _ in range(count):
-        start = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
-def _pin(fleet: LocalFleet, names: list[str]) -> str:
-    """Pins the workers named, in order, one per core; returns how, for the table."""
-    cores = sorted(os.sched_getaffinity(0))
-    pinned = []
-    for i, name in enumerate(names):
-        core = cores[i % len(cores)]
-        os.sched_setaffinity(fleet.workers[name].pid, {core})
-        pinned.append(f"{name}->cpu{core}")
-    return ", ".join(pinned)
-
-
-def _unpin(fleet: LocalFleet) -> None:
-    cores = os.sched_getaffinity(0)
-    for process in fleet.workers.values():
-        os.sched_setaffinity(process.pid, cores)
-
-
-def _deploy(fleet: LocalFleet, client: Client, path: Path, name: str, **layout: Any) -> list[str]:
-    """Deploys `name` alone on the fleet and pins its workers; returns their names in stage order."""
-    for model in client.status().models:
-        client.undeploy(model["name"])
-    info = client.deploy(path, name, timeout=300, **layout)
-    names = {w["id"]: w["name"] for w in client.status().workers}
-    used = [names[w] for s in info.stages for w in s["workers"]]
-    _unpin(fleet)
-    _pin(fleet, used)
-    return used
-
-
-async def _closed_loop(
-    call: Callable[[], Any], concurrency: int, seconds: float, counting: Callable[[], object] | None = None
-) -> tuple[float, list[float]]:
-    """Requests/s and latencies (ms) of `concurrency` lanes calling back to back for `seconds`, after
-    an uncounted warm-up; `counting` is called as the counted part starts."""
-    latencies: list[float] = []
-    stop = time.perf_counter() + min(WARM_UP_S, seconds / 4)
-
-    async def lane() -> None:
-        while time.perf_counter() < stop:
-            start = time.perf_counter()
-            await call()
-            latencies.append((time.perf_counter() - start) * 1000)
-
-    await asyncio.gather(*(lane() for _ in range(concurrency)))  # warm-up, not counted
-    latencies.clear()
-    if counting is not None:
-        counting()
-    stop = time.perf_counter() + seconds
-    begin = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(concurrency)))
-    return len(latencies) / (time.perf_counter() - begin), latencies
-
-
-def _cpu_seconds(fleet: LocalFleet) -> float:
-    """CPU time (user + system) used so far by the fleet's processes and by this one (the client)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = sum(os.times()[:2])
-    for process in [fleet.coordinator, *fleet.workers.values()]:
-        if process is None:
-            continue
-        try:
-            # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
-def _save(model: onnx.ModelProto, folder: Path, name: str) -> Path:
-    path = folder / f"{name}.onnx"
-    onnx.save(model, str(path))
-    return path
 
 
 def latency(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[str, Any]]:
@@ -170,83 +62,19 @@ def latency(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[st
     }
     for label, shape in settings.models.items():
         model = zoo.transformer_encoder(**shape)
-        path = _save(model, folder, f"latency-{shape['layers']}-{shape['d_model']}")
+        path = save(model, folder, f"latency-{shape['layers']}-{shape['d_model']}")
         inputs = sample_inputs(model)
         session = ort.InferenceSession(str(path), session_options(1, "basic"))
-        ort_ms = _p(timed(lambda: session.run(None, inputs), settings.requests), 50)  # noqa: B023
+        ort_ms = percentile(timed(lambda: session.run(None, inputs), settings.requests), 50)  # noqa: B023
         row: dict[str, Any] = {"model": label, "ort_p50_ms": ort_ms, "layouts": {}}
         with Client(fleet.coordinator_address) as client:
             for layout, kwargs in layouts.items():
-                _deploy(fleet, client, path, "lat", **kwargs)
-                p50 = _p(timed(lambda: client.infer("lat", inputs, timeout=60), settings.requests), 50)  # noqa: B023
+                deploy(fleet, client, path, "lat", **kwargs)
+                samples = timed(lambda: client.infer("lat", inputs, timeout=60), settings.requests)  # noqa: B023
+                p50 = percentile(samples, 50)
                 row["layouts"][layout] = {"p50_ms": p50, "vs_ort": p50 / ort_ms}
         rows.append(row)
     return rows
-
-
-class _Echo:
-    """A raw gRPC server answering each request with its own bytes: the bound for one hop."""
-
-    def __enter__(self) -> _Echo:
-        handler = grpc.method_handlers_generic_handler(
-            "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}
-        )
-        limit = 64 * 1024 * 1024
-        options = [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=options)
-        self.server.add_generic_rpc_handlers((handler,))
-        port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
-        self.call = self.channel.unary_unary("/bench.Echo/Echo")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.channel.close()
-        self.server.stop(None)
-
-
-class BareChain:
-    """`length` bare grpc.aio servers (edgeswarm.dev.bench.barerelay), each relaying to the next, the last
-    echoing: what the swarm's own path would cost with no logic of its own. Those from `pinned_from`
-    on are pinned round robin over the cores, as the workers they stand for are."""
-
-    def __init__(self, length: int, pinned_from: int = 0) -> None:
-        self.addresses = [f"127.0.0.1:{free_port()}" for _ in range(length)]
-        self.pinned_from = pinned_from
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    @property
-    def address(self) -> str:
-        return self.addresses[0]
-
-    def __enter__(self) -> BareChain:
-        cores = sorted(os.sched_getaffinity(0))
-        try:
-            for i, address in enumerate(self.addresses):
-                onward = self.addresses[i + 1 : i + 2]
-                command = [sys.executable, "-m", "edgeswarm.dev.bench.barerelay", "--listen", address]
-                # Quiet: gRPC logs lines as the chain is killed; a failed start shows as the first
-                # call below timing out.
-                process = subprocess.Popen(
-                    command + (["--next", *onward] if onward else []),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                self.processes.append(process)
-                if i >= self.pinned_from:
-                    os.sched_setaffinity(process.pid, {cores[(i - self.pinned_from) % len(cores)]})
-            with grpc.insecure_channel(self.address) as channel:  # answers once the whole chain is up
-                channel.unary_unary(barerelay.METHOD)(b"", timeout=60, wait_for_ready=True)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for process in self.processes:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def per_hop(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[str, Any]]:
@@ -254,7 +82,7 @@ def per_hop(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[st
     and to the same difference through chains of bare grpc.aio relays (the floor of a Python hop)."""
     rows = []
     with (
-        _Echo() as echo,
+        Echo() as echo,
         BareChain(1) as bare_one,
         BareChain(HOP_STAGES) as bare_many,
         grpc.insecure_channel(bare_one.address, options=channel_options()) as one_channel,
@@ -263,17 +91,17 @@ def per_hop(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict[st
     ):
         for size in HOP_BYTES:
             floats = size // 4
-            path = _save(zoo.identity_chain(floats, HOP_STAGES), folder, f"hops-{size}")
+            path = save(zoo.identity_chain(floats, HOP_STAGES), folder, f"hops-{size}")
             inputs = {"t0": np.random.default_rng(0).standard_normal(floats).astype(np.float32)}
             count = max(settings.requests // (4 if size > 1_000_000 else 1), 10)
-            _deploy(fleet, client, path, "hops", mode="pipeline", stages=1)
-            one = _p(timed(lambda: client.infer("hops", inputs, timeout=60), count), 50)  # noqa: B023
-            _deploy(fleet, client, path, "hops", mode="pipeline", stages=HOP_STAGES)
-            many = _p(timed(lambda: client.infer("hops", inputs, timeout=60), count), 50)  # noqa: B023
+            deploy(fleet, client, path, "hops", mode="pipeline", stages=1)
+            one = percentile(timed(lambda: client.infer("hops", inputs, timeout=60), count), 50)  # noqa: B023
+            deploy(fleet, client, path, "hops", mode="pipeline", stages=HOP_STAGES)
+            many = percentile(timed(lambda: client.infer("hops", inputs, timeout=60), count), 50)  # noqa: B023
             payload = inputs["t0"].tobytes()
-            raw = _p(timed(lambda: echo.call(payload), count), 50)  # noqa: B023
+            raw = percentile(timed(lambda: echo.call(payload), count), 50)  # noqa: B023
             bare = [
-                _p(timed(lambda: call(payload, timeout=60), count), 50)  # noqa: B023
+                percentile(timed(lambda: call(payload, timeout=60), count), 50)  # noqa: B023
                 for call in (c.unary_unary(barerelay.METHOD) for c in (one_channel, many_channel))
             ]
             hop = (many - one) / (HOP_STAGES - 1)
@@ -295,7 +123,7 @@ def _stage_ms(
         session = ort.InferenceSession(part.model, session_options(1, "basic"))
         feeds = {n: env[n] for n in part.inputs}
         env.update(zip(part.outputs, session.run(list(part.outputs), feeds), strict=True))
-        times.append(_p(timed(lambda: session.run(None, feeds), count), 50))  # noqa: B023
+        times.append(percentile(timed(lambda: session.run(None, feeds), count), 50))  # noqa: B023
     return times
 
 
@@ -304,7 +132,7 @@ def throughput(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict
     (1/max stage), each worker on a core of its own, 4 requests in flight (twice the stages)."""
     label, shape = next(iter(settings.models.items()))
     model = zoo.transformer_encoder(**shape)
-    path = _save(model, folder, "throughput")
+    path = save(model, folder, "throughput")
     inputs = sample_inputs(model)
     whole = _stage_ms(model, [], inputs, settings.requests)[0]
     rows = []
@@ -317,7 +145,7 @@ def throughput(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict
                 {"mode": "replicas", "replicas": 2, "batch_max": 8, "batch_delay_ms": 2},
             ),
         ):
-            used = _deploy(fleet, client, path, "tp", **kwargs)
+            used = deploy(fleet, client, path, "tp", **kwargs)
             if kwargs["mode"] == "replicas":
                 bound = len(used) * 1000 / whole
             else:  # the deployer cuts a fixed-shape pipeline with balanced_cuts
@@ -326,13 +154,13 @@ def throughput(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict
             async def run() -> tuple[float, list[float], float]:
                 async with AsyncClient(fleet.coordinator_address) as aclient:
                     cpu: list[float] = []
-                    rps, latencies = await _closed_loop(
+                    rps, latencies = await closed_loop(
                         lambda: aclient.infer("tp", inputs, timeout=60),
                         4,
                         settings.seconds,
-                        lambda: cpu.append(_cpu_seconds(fleet)),
+                        lambda: cpu.append(cpu_seconds(fleet)),
                     )
-                    return rps, latencies, 1000 * (_cpu_seconds(fleet) - cpu[0]) / max(len(latencies), 1)
+                    return rps, latencies, 1000 * (cpu_seconds(fleet) - cpu[0]) / max(len(latencies), 1)
 
             rps, latencies, cpu_ms = asyncio.run(run())
             # What this machine's cores could serve at that CPU cost per request, counting the
@@ -340,7 +168,8 @@ def throughput(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict
             cpu_bound = len(os.sched_getaffinity(0)) * 1000 / cpu_ms
             rows.append(
                 {"model": label, "layout": layout, "in_flight": 4, "rps": rps, "bound_rps": bound,
-                 "vs_bound": rps / bound, "p50_ms": _p(latencies, 50), "p99_ms": _p(latencies, 99),
+                 "vs_bound": rps / bound, "p50_ms": percentile(latencies, 50),
+                 "p99_ms": percentile(latencies, 99),
                  "cpu_ms_per_request": cpu_ms, "cpu_bound_rps": cpu_bound, "vs_cpu_bound": rps / cpu_bound}
             )  # fmt: skip
     return rows
@@ -349,24 +178,24 @@ def throughput(fleet: LocalFleet, folder: Path, settings: Settings) -> list[dict
 def coordinator_capacity(fleet: LocalFleet, folder: Path, settings: Settings) -> dict[str, Any]:
     """A tiny model through the coordinator vs. the same worker called directly."""
     model = zoo.mlp(layers=2, width=16, in_features=16, out_features=4)
-    path = _save(model, folder, "tiny")
+    path = save(model, folder, "tiny")
     inputs = sample_inputs(model)
     with Client(fleet.coordinator_address) as client:
-        _deploy(fleet, client, path, "tiny", mode="replicas", replicas=1)
+        deploy(fleet, client, path, "tiny", mode="replicas", replicas=1)
         status = client.status()
-    stage = next(m for m in status.models if m["name"] == "tiny")["stages"][0]
-    address = next(w["address"] for w in status.workers if w["id"] == stage["workers"][0])
+    stage = next(m for m in status.models if m.name == "tiny").stages[0]
+    address = next(w.address for w in status.workers if w.id == stage.workers[0])
     tensors = codec.encode_all(inputs)
     outputs = [o.name for o in model.graph.output]
     request = worker_pb2.StageRequest(
         request_id=uuid.uuid4().hex, model="tiny", tensors=tensors,
-        route=[worker_pb2.Hop(stage=stage["sha256"], addresses=[address], carry=outputs)],
+        route=[worker_pb2.Hop(stage=stage.sha256, addresses=[address], carry=outputs)],
     )  # fmt: skip
 
     async def figures_of(call: Callable[[], Any]) -> dict[str, float]:
-        _, sequential = await _closed_loop(call, 1, settings.seconds / 2)
-        rps, _ = await _closed_loop(call, 16, settings.seconds)
-        return {"rps": rps, "p50_ms": _p(sequential, 50), "p99_ms": _p(sequential, 99)}
+        _, sequential = await closed_loop(call, 1, settings.seconds / 2)
+        rps, _ = await closed_loop(call, 16, settings.seconds)
+        return {"rps": rps, "p50_ms": percentile(sequential, 50), "p99_ms": percentile(sequential, 99)}
 
     async def ours() -> dict[str, Any]:
         channel = open_channel(address)
@@ -408,19 +237,23 @@ def data_path(fleet: LocalFleet, folder: Path, settings: Settings, metrics: str)
     that cross its stage boundaries worker to worker."""
     shape = next(iter(settings.models.values()))
     model = zoo.transformer_encoder(**shape)
-    path = _save(model, folder, "data-path")
+    path = save(model, folder, "data-path")
     inputs = sample_inputs(model)
     with Client(fleet.coordinator_address) as client:
-        _deploy(fleet, client, path, "dp", mode="pipeline", stages=3)
-        stages = next(m for m in client.status().models if m["name"] == "dp")["stages"]
+        deploy(fleet, client, path, "dp", mode="pipeline", stages=3)
+        stages = next(m for m in client.status().models if m.name == "dp").stages
         before = _coordinator_bytes(metrics)
         for _ in range(settings.requests):
             client.infer("dp", inputs, timeout=60)
         through = (_coordinator_bytes(metrics) - before) / settings.requests
     graph = Graph(model, {name: value.shape for name, value in inputs.items()})
-    between = sum(graph.tensor_bytes(name) for stage in stages[1:] for name in stage["inputs"])
+    between = sum(graph.tensor_bytes(name) for stage in stages[1:] for name in stage.inputs)
     return {"coordinator_bytes_per_request": through, "activation_bytes_between_stages": between,
             "model": next(iter(settings.models))}  # fmt: skip
+
+
+# Runs under a Python that has Ray, as a script: it imports nothing of edgeswarm.
+RAY_SCRIPT = Path(__file__).with_name("ray_serve.py")
 
 
 def _ray_python() -> Path | None:
@@ -440,7 +273,7 @@ def peer(folder: Path, settings: Settings, ours: dict[str, Any]) -> dict[str, An
         return {"skipped": "no Python with ray[serve] (.venv-ray/ or EDGESWARM_BENCH_RAY_PYTHON)"}
     shape = next(iter(settings.models.values()))
     model = zoo.transformer_encoder(**shape)
-    path = _save(model, folder, "ray")
+    path = save(model, folder, "ray")
     inputs = folder / "ray-inputs.npz"
     np.savez(inputs, **sample_inputs(model))  # type: ignore[arg-type]
     done = subprocess.run(

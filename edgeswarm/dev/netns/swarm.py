@@ -13,7 +13,8 @@ from edgeswarm.client import StatusReport
 from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import status_of, up_workers_of, wait_until
 from edgeswarm.dev.mosquitto import mosquitto_binary
-from edgeswarm.dev.netns.network import Host, Network, Process
+from edgeswarm.dev.netns.namespaces import Process
+from edgeswarm.dev.netns.network import Host, Network
 from edgeswarm.graph.costs import tensor_nbytes
 
 GRPC_PORT = 50051
