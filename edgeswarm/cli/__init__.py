@@ -92,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="show what an auto deploy would place, with predicted figures")
     plan.add_argument("model", type=Path)
     plan.add_argument("--objective", choices=list(Objective), default=Objective.THROUGHPUT)
-    plan.add_argument("--fleet", type=Path, help="plan for a described fleet (JSON, see docs/placement.md) instead")
+    plan.add_argument(
+        "--fleet", type=Path, help="plan for a described fleet (JSON, see docs/placement.md) instead"
+    )
     plan.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
     shown = plan.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="one JSON document (keys in docs/placement.md)")
