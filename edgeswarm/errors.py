@@ -7,6 +7,7 @@
     ├── PlacementError      FAILED_PRECONDITION the fleet cannot hold what was asked
     ├── DeadlineExceeded    DEADLINE_EXCEEDED  the request's time ran out
     ├── StageUnavailable    UNAVAILABLE        a worker or stage cannot be reached (retryable)
+    ├── Unimplemented       UNIMPLEMENTED      a call the swarm does not offer (Triton's shared memory)
     └── InternalError       INTERNAL           a bug or a worker that broke its contract
 
 Only StageUnavailable triggers failover; everything else travels back to the caller.
@@ -55,6 +56,10 @@ class StageUnavailable(EdgeswarmError):
         self.failed = failed
 
 
+class Unimplemented(EdgeswarmError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class InternalError(EdgeswarmError):
     code = grpc.StatusCode.INTERNAL
 
@@ -68,6 +73,7 @@ _BY_CODE: dict[grpc.StatusCode, type[EdgeswarmError]] = {
         PlacementError,
         DeadlineExceeded,
         StageUnavailable,
+        Unimplemented,
         InternalError,
     )
 }

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 
 from edgeswarm._proto.edgeswarm.v1 import control_pb2_grpc
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -27,6 +28,7 @@ from edgeswarm.coordinator.planning.measure import Measurer
 from edgeswarm.coordinator.serving.control import ControlService
 from edgeswarm.coordinator.serving.inference import InferenceService
 from edgeswarm.coordinator.serving.router import GrpcTransport, Router
+from edgeswarm.coordinator.serving.statistics import Statistics, TritonMetrics
 from edgeswarm.mdns import choose_interface
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,10 @@ async def serve(settings: CoordinatorSettings) -> None:
     health_servicer = health.aio.HealthServicer()
 
     server = new_server(settings.max_message_bytes)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(settings, registry, router), server)
+    statistics = Statistics()
+    REGISTRY.register(TritonMetrics(statistics))
+    inference = InferenceService(settings, deployer, router, statistics)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(inference, server)
     control_pb2_grpc.add_ControlServicer_to_server(
         ControlService(settings, deployer, members, measurer, router), server
     )

@@ -21,7 +21,7 @@ from edgeswarm.coordinator.planning.plan_report import report
 from edgeswarm.coordinator.planning.planner import NoFit, PlanResult, neighbours
 from edgeswarm.coordinator.planning.planner import plan as plan_layout
 from edgeswarm.coordinator.planning.segments import Segments, segments_of
-from edgeswarm.errors import InvalidRequest, PlacementError
+from edgeswarm.errors import InvalidRequest, NotFound, PlacementError
 from edgeswarm.graph.loading import parse_model
 from edgeswarm.graph.partition import PartitionError
 from edgeswarm.graph.samples import sample_inputs
@@ -106,6 +106,7 @@ class Deployer:
                 await self._retire(replace(plan, version=0))
                 raise _first(group) from None
             plans[name] = plan
+            self.registry.retired.pop(name, None)
             self.registry.requests[name] = DeployRequest(
                 mode, replicas, stages, data, objective, frozenset(live), batching, self.calibrations(live)
             )
@@ -168,11 +169,31 @@ class Deployer:
         known = self.members.descriptions
         return tuple(sorted((w, known[w].calibration_gflops) for w in workers if w in known))
 
+    async def redeploy(self, name: str, why: str = "repository load") -> Plan:
+        """Places `name` again as its last deploy asked, whether it is deployed now or was undeployed."""
+        request = self.registry.requests.get(name) or self.registry.retired.get(name)
+        if request is None:
+            known = ", ".join(sorted({*self.registry.requests, *self.registry.retired})) or "none"
+            raise NotFound(f"model {name!r} was never deployed here; deploy it first (known: {known})")
+        return await self.deploy(
+            name,
+            request.mode,
+            request.replicas,
+            request.stages,
+            request.data,
+            fit=True,
+            why=why,
+            objective=request.objective,
+            batching=request.batching,
+        )
+
     async def undeploy(self, name: str) -> None:
         async with self._lock:
             plan = self.registry.plan(name)
             del self.registry.plans[name]
-            self.registry.requests.pop(name, None)
+            asked = self.registry.requests.pop(name, None)
+            if asked is not None:
+                self.registry.retired[name] = asked
             self.registry.tell(name, 0, "undeploy")
             await self._retire(plan)
             log.info("model_undeployed model=%s version=%d", name, plan.version)

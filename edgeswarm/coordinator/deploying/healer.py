@@ -80,14 +80,4 @@ class Healer:
         if why is None:
             return None
         log.info("replanning model=%s version=%d reason=%r", name, plan.version, why)
-        return await self.deployer.deploy(
-            name,
-            request.mode,
-            request.replicas,
-            request.stages,
-            request.data,
-            fit=True,
-            why=why,
-            objective=request.objective,
-            batching=request.batching,
-        )
+        return await self.deployer.redeploy(name, why)

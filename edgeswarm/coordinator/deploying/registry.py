@@ -47,6 +47,8 @@ class Registry:
     ) -> None:
         self.plans: dict[str, Plan] = {}
         self.requests: dict[str, DeployRequest] = {}
+        # What the last deploy of each undeployed model asked, so a repository load places it again.
+        self.retired: dict[str, DeployRequest] = {}
         # The planner's report of each model deployed with mode "auto".
         self.reports: dict[str, dict[str, Any]] = {}
         # Told of each new plan (model, version, why), and of an undeploy (version 0): fleet events.

@@ -23,6 +23,7 @@ from edgeswarm.coordinator.worker_client import SHARD_TIMEOUT_S, WorkerClient
 from edgeswarm.errors import EdgeswarmError
 from edgeswarm.graph.trivial import identity_chain
 from edgeswarm.linkprobe import PING_BYTES
+from edgeswarm.metrics import LINK_BANDWIDTH, LINK_RTT
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,8 @@ class Measurer:
             worker[:8], 1000 * rtt, link.bandwidth / 1e6, 1000 * overhead,
         )  # fmt: skip
         self.links[worker] = link
+        LINK_RTT.labels("coordinator", worker[:8]).set(rtt)
+        LINK_BANDWIDTH.labels("coordinator", worker[:8]).set(bandwidth)
         return link
 
     async def _overhead(self, client: WorkerClient, floats: int) -> float:
@@ -258,6 +261,8 @@ class Measurer:
             pair = TimedPair(math.inf, 0.0, self.clock())
             self.pairs[(a, b)] = pair
             return pair
+        LINK_RTT.labels(a[:8], b[:8]).set(pair.rtt)
+        LINK_BANDWIDTH.labels(a[:8], b[:8]).set(pair.bandwidth)
         log.info(
             "pair_measured from=%s to=%s rtt_ms=%.3f bandwidth_mbps=%.1f",
             a[:8], b[:8], 1000 * pair.rtt, pair.bandwidth / 1e6,
