@@ -48,3 +48,23 @@ def serve_metrics(host: str, port: int) -> None:
     """Serves /metrics on HOST:PORT from a thread."""
     start_http_server(port, addr=host)
     log.info("metrics_serving address=%s:%d", host, port)
+
+
+MODEL_REQUEST_SECONDS = Histogram(
+    "edgeswarm_model_request_seconds",
+    "End-to-end time of a successful inference request through the coordinator, by model",
+    ["model"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WORKER_IN_FLIGHT = Gauge("edgeswarm_worker_in_flight", "Requests running on this worker", ["worker"])
+WORKER_GFLOPS = Gauge(
+    "edgeswarm_worker_calibration_gflops", "This worker's calibration figure (GFLOP/s)", ["worker"]
+)
+LINK_RTT = Gauge(
+    "edgeswarm_link_rtt_seconds", "Round trip of a link as last timed for planning", ["source", "target"]
+)
+LINK_BANDWIDTH = Gauge(
+    "edgeswarm_link_bandwidth_bytes",
+    "Bandwidth (bytes/s) of a link as last timed for planning",
+    ["source", "target"],
+)

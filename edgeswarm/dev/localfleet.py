@@ -110,7 +110,8 @@ class LocalFleet:
             self.coordinator.wait(timeout=10)
             self.coordinator = None
 
-    def start_worker(self, name: str) -> None:
+    def start_worker(self, name: str, *args: str) -> None:
+        """Starts worker `name` with the fleet's worker_args and then `args`."""
         address = self.worker_addresses.get(name) or f"{LOOPBACK}:{free_port()}"
         self.worker_addresses[name] = address
         self.workers[name] = self._spawn(
@@ -123,6 +124,7 @@ class LocalFleet:
             "--cache-dir", str(self.workdir / name),
             "--threads", str(self.threads),
             *self.worker_args,
+            *args,
         )  # fmt: skip
 
     def status(self) -> StatusReport:

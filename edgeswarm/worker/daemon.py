@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from edgeswarm.channels import bind, new_server, serve_metrics_on, split_address
 from edgeswarm.config import WorkerSettings
 from edgeswarm.mdns import SERVICE_TYPE, choose_interface
+from edgeswarm.metrics import WORKER_GFLOPS
 from edgeswarm.worker.advertise import Advertiser, service_info
 from edgeswarm.worker.cache import ShardStore
 from edgeswarm.worker.runtime import StageRuntime
@@ -53,6 +54,7 @@ async def serve(settings: WorkerSettings) -> None:
     service.memory_limit = settings.memory_limit
     calibrations = deque([await runtime.calibrate()], maxlen=CALIBRATIONS_KEPT)
     service.calibration_gflops = calibrations[0]
+    WORKER_GFLOPS.labels(settings.name).set(service.calibration_gflops)
     health_servicer = health.aio.HealthServicer()
 
     server = new_server(settings.max_message_bytes)
@@ -137,6 +139,7 @@ async def _recalibrate(
         if figure != service.calibration_gflops:
             log.debug("calibrated gflops=%.1f readings=%s", figure, [round(c, 1) for c in calibrations])
         service.calibration_gflops = figure
+        WORKER_GFLOPS.labels(service.name).set(figure)
 
 
 async def _finish_in_flight(service: WorkerService, notice: float, grace: float) -> None:

@@ -17,6 +17,7 @@ from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
 from edgeswarm.channels import open_channel, split_address
 from edgeswarm.errors import InvalidRequest, StageUnavailable, from_rpc_error
 from edgeswarm.linkprobe import MAX_PING_BYTES, PEER_PING_BYTES, probe
+from edgeswarm.metrics import WORKER_IN_FLIGHT
 from edgeswarm.worker.batching import Batcher
 from edgeswarm.worker.cache import ShardStore, ShardWriter, check_digest
 from edgeswarm.worker.runtime import StageRuntime
@@ -79,6 +80,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.coordinator = ""
         # Requests running here, and the plan of each model with a stage loaded here, by model name.
         self.in_flight = 0
+        self._in_flight_gauge = WORKER_IN_FLIGHT.labels(name)
         self.batcher = Batcher(runtime)
         self._idle = asyncio.Condition()
         # Since the last telemetry sample: requests finished and seconds spent in them.
@@ -225,11 +227,13 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self, request: worker_pb2.StageRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.StageResponse | bytes:
         self.in_flight += 1
+        self._in_flight_gauge.set(self.in_flight)
         start = time.perf_counter()
         try:
             return await self._run_stage(request, context)
         finally:
             self.in_flight -= 1
+            self._in_flight_gauge.set(self.in_flight)
             self._finished += 1
             self._busy_s += time.perf_counter() - start
             if not self.in_flight:

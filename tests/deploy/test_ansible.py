@@ -72,6 +72,8 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         "edgeswarm_coordinator_config_dir": root / "etc",
         "edgeswarm_coordinator_unit_dir": root / "systemd",
         "mosquitto_conf_dir": root / "mosquitto",
+        "edgeswarm_grafana_provisioning_dir": root / "grafana",
+        "edgeswarm_grafana_dashboard_dir": root / "grafana-dashboards",
     }
     settings = {
         "ansible_connection": "local",
@@ -85,9 +87,11 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         "edgeswarm_worker_manage_service": False,
         "edgeswarm_coordinator_manage_service": False,
         "mosquitto_manage_service": False,
+        "edgeswarm_grafana_manage_service": False,
+        "edgeswarm_grafana_prometheus_url": "http://127.0.0.1:9090",
         **{k: str(v) for k, v in paths.items()},
     }
-    groups = {g: {"hosts": {"localhost": None}} for g in ("coordinators", "workers", "mosquitto")}
+    groups = {g: {"hosts": {"localhost": None}} for g in ("coordinators", "workers", "mosquitto", "grafana")}
     inventory.write_text(json.dumps({"all": {"vars": settings, "children": {"fleet": {"children": groups}}}}))
     playbook = [tool("ansible-playbook"), "-i", str(inventory), "site.yml"]
     recaps = []
@@ -105,6 +109,10 @@ def test_a_second_converge_and_a_check_change_nothing(converged: tuple[Path, lis
     assert " changed=0 " in recaps[1] and " failed=0 " in recaps[1], recaps[1]
     assert " changed=0 " in recaps[2] and " failed=0 " in recaps[2], recaps[2]
     assert (root / "opt" / "venv" / "bin" / "edgeswarm").exists()
+    dashboard = json.loads((root / "grafana-dashboards" / "edgeswarm-dashboard.json").read_text())
+    assert dashboard["uid"] == "edgeswarm-fleet"
+    provider = (root / "grafana" / "dashboards" / "edgeswarm.yml").read_text()
+    assert f"path: {root / 'grafana-dashboards'}" in provider
 
 
 def test_units_pass_systemd_analyze_and_score_ok(converged: tuple[Path, list[str]]) -> None:

@@ -115,6 +115,18 @@ def tables(results: dict[str, Any]) -> str:
         f"{d['activation_bytes_between_stages']:.0f} bytes of "
         "activations cross the stage boundaries worker to worker.",
     ]
+    checked = results.get("perf_analyzer", {"skipped": "not measured"})
+    if "perf_analyzer" in checked:
+        out += [
+            "",
+            "| 2 replicas, 4 in flight, same model | req/s | p50 ms | p99 ms |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for name, key in (("edgeswarm bench", "edgeswarm"), ("Triton's perf_analyzer", "perf_analyzer")):
+            f = checked[key]
+            out.append(f"| {name} | {f['rps']:.1f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} |")
+    else:
+        out += ["", f"perf_analyzer: {checked['skipped']}"]
     peer_row = results["peer"]
     if "ray_serve" in peer_row:
         out += ["", "| 2 replicas, 4 in flight | req/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: |"]

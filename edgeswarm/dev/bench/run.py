@@ -31,7 +31,7 @@ from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
 from edgeswarm.channels import channel_options, open_channel
 from edgeswarm.client import AsyncClient, Client
-from edgeswarm.dev import zoo
+from edgeswarm.dev import perf_analyzer, zoo
 from edgeswarm.dev.bench import barerelay
 from edgeswarm.dev.bench.harness import (
     HOP_BYTES,
@@ -252,6 +252,28 @@ def data_path(fleet: LocalFleet, folder: Path, settings: Settings, metrics: str)
             "model": next(iter(settings.models))}  # fmt: skip
 
 
+def perf_analyzer_check(
+    fleet: LocalFleet, folder: Path, settings: Settings, ours: dict[str, Any]
+) -> dict[str, Any]:
+    """Triton's perf_analyzer on the same model, layout (2 replicas) and concurrency (4) as `ours`,
+    where its binary runs: the two load generators' figures side by side."""
+    reason = perf_analyzer.unavailable()
+    if reason is not None:
+        return {"skipped": reason}
+    shape = next(iter(settings.models.values()))
+    path = save(zoo.transformer_encoder(**shape), folder, "perf-analyzer")
+    with Client(fleet.coordinator_address) as client:
+        deploy(fleet, client, path, "pa", mode="replicas", replicas=2)
+    interval_ms = round(1000 * settings.seconds / 2)
+    figures, _ = perf_analyzer.run(fleet.coordinator_address, "pa", concurrency=4, interval_ms=interval_ms)
+    theirs = {"rps": figures.inferences_per_s, "p50_ms": figures.p50_ms, "p99_ms": figures.p99_ms}
+    return {
+        "in_flight": 4,
+        "perf_analyzer": theirs,
+        "edgeswarm": {k: ours[k] for k in ("rps", "p50_ms", "p99_ms")},
+    }
+
+
 # Runs under a Python that has Ray, as a script: it imports nothing of edgeswarm.
 RAY_SCRIPT = Path(__file__).with_name("ray_serve.py")
 
@@ -313,6 +335,7 @@ def run(settings: Settings, json_path: Path | None = None, chart_path: Path | No
             results["coordinator"] = coordinator_capacity(fleet, folder, settings)
             results["data_path"] = data_path(fleet, folder, settings, metrics)
             replicas = next(r for r in results["throughput"] if r["layout"] == "2 replicas")
+            results["perf_analyzer"] = perf_analyzer_check(fleet, folder, settings, replicas)
             results["peer"] = peer(folder, settings, replicas)
             results["seconds"] = time.perf_counter() - started
     if json_path is not None:
