@@ -199,7 +199,34 @@ def _inferred(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]])
                     dim.Clear()
                     dim.dim_value = size
         model = resolved
-    return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    if _untyped(inferred):
+        inferred = _inferred_by_runtime(inferred)
+    return inferred
+
+
+def _untyped(inferred: onnx.ModelProto) -> list[str]:
+    """Node outputs whose element type shape inference left unknown: outputs of operators the onnx
+    library has no schema for, such as ONNX Runtime's contrib ops (MatMulNBits, Gelu), and what they feed."""
+    infos = _value_infos(inferred)
+    return [
+        out
+        for node in inferred.graph.node
+        for out in node.output
+        if out and (out not in infos or infos[out].type.tensor_type.elem_type == _UNKNOWN)
+    ]
+
+
+def _inferred_by_runtime(inferred: onnx.ModelProto) -> onnx.ModelProto:
+    """The model typed by ONNX Runtime's symbolic shape inference, which knows its contrib ops; the
+    model as it was where that inference cannot run (what stays untyped cannot cross a cut)."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    try:
+        typed: onnx.ModelProto = SymbolicShapeInference.infer_shapes(inferred, auto_merge=True)
+    except Exception:  # an operator it has no rule for, or a graph it cannot follow
+        return inferred
+    return typed
 
 
 def _value_infos(inferred: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:

@@ -172,3 +172,39 @@ def test_a_tensor_captured_by_an_if_branch_crosses_the_cut() -> None:
     for sign in (1.0, -1.0):
         inputs = {"x": (sign * np.arange(8, dtype=np.float32)).reshape(2, 4)}
         np.testing.assert_array_equal(run_chained(model, [3], inputs)["y"], run_whole(model, inputs)["y"])
+
+
+def contrib_chain(layers: int = 3, width: int = 8) -> onnx.ModelProto:
+    """MatMul layers with ONNX Runtime's contrib Gelu between them: an operator the onnx library has
+    no schema for, so its shape inference leaves what it makes untyped."""
+    rng = np.random.default_rng(0)
+    nodes, weights, x = [], [], "x"
+    for i in range(layers):
+        weights.append(
+            numpy_helper.from_array(rng.standard_normal((width, width)).astype(np.float32), f"w{i}")
+        )
+        nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [f"m{i}"]))
+        nodes.append(helper.make_node("Gelu", [f"m{i}"], [f"g{i}"], domain="com.microsoft"))
+        x = f"g{i}"
+    nodes.append(helper.make_node("Identity", [x], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "contrib",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        weights,
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 9
+    return model
+
+
+def test_a_graph_with_contrib_ops_is_typed_by_the_runtime_and_cuts_anywhere() -> None:
+    model = contrib_chain()
+    untyped = onnx.shape_inference.infer_shapes(model)
+    assert "g0" not in {v.name for v in untyped.graph.value_info if v.type.tensor_type.elem_type}
+    inputs = {"x": np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)}
+    whole = run_whole(model, inputs)
+    for cut in range(1, len(model.graph.node)):
+        np.testing.assert_array_equal(run_chained(model, [cut], inputs)["y"], whole["y"])
