@@ -38,6 +38,13 @@ class Objective(_Choice):
     FIT = "fit"  # fewest workers in a route that holds the model
 
 
+class Quantization(_Choice):
+    """How a deploy may quantize a model before cutting it (graph/quantize.py)."""
+
+    INT8 = "int8"  # ONNX Runtime dynamic quantization of MatMul/Gemm weights
+    INT4 = "int4"  # weight-only MatMulNBits, block size 32
+
+
 class WorkerState(_Choice):
     UP = "up"
     DOWN = "down"
@@ -100,6 +107,8 @@ class Plan:
     # Dynamic batching at the entry stage: most requests per call and the longest wait; off below 2.
     batch_max: int = 0
     batch_delay_s: float = 0.0
+    # The quantization the deploy applied before cutting the model; None: as sent.
+    quantization: Quantization | None = None
 
     @property
     def workers(self) -> frozenset[str]:

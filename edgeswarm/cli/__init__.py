@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from edgeswarm import __version__
 from edgeswarm.client import DEFAULT_BATCH_DELAY_MS
 from edgeswarm.errors import EdgeswarmError
-from edgeswarm.plans import Mode, Objective
+from edgeswarm.plans import Mode, Objective, Quantization
 
 DEFAULT_COORDINATOR = "127.0.0.1:50051"
 
@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument(
         "--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS, help="dynamic batching: longest wait"
     )
+    deploy.add_argument(
+        "--quantize",
+        choices=list(Quantization),
+        default="",
+        help="quantize first, as `edgeswarm quantize` does",
+    )
     deploy.add_argument("--replicas", type=int, default=0, help="replicas (per stage in a pipeline); 0: auto")
     deploy.add_argument("--stages", type=int, default=0, help="pipeline stages; 0: one per live worker")
     deploy.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
@@ -92,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="show what an auto deploy would place, with predicted figures")
     plan.add_argument("model", type=Path)
     plan.add_argument("--objective", choices=list(Objective), default=Objective.THROUGHPUT)
+    plan.add_argument("--quantize", choices=list(Quantization), default="", help="plan the quantized model")
     plan.add_argument(
         "--fleet", type=Path, help="plan for a described fleet (JSON, see docs/placement.md) instead"
     )
@@ -119,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--json", action="store_true", help="one JSON document (keys in docs/models.md)")
     inspect.add_argument("--all", action="store_true", help="list every cut position, not only natural ones")
+
+    quantize = sub.add_parser("quantize", help="write the model as a deploy with --quantize places it")
+    quantize.add_argument("model", type=Path)
+    quantize.add_argument("--to", choices=list(Quantization), required=True)
+    quantize.add_argument("--output", type=Path, required=True)
 
     demo = sub.add_parser("demo", help="a coordinator and three workers on this machine, end to end")
     demo.add_argument("--requests", type=int, default=40)
@@ -175,6 +187,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "inspect":
         return _inspect(args)
+    if args.command == "quantize":
+        return _quantize(args)
     if args.command == "bench":
         from edgeswarm.dev.bench.harness import Settings
         from edgeswarm.dev.bench.report import tables
@@ -189,6 +203,18 @@ def _run(args: argparse.Namespace) -> int:
 
         return int(run_demo(requests=args.requests))
     return _client_command(args)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    import onnx
+
+    from edgeswarm.graph.quantize import quantize
+
+    model = onnx.load(str(args.model))
+    onnx.save(quantize(model, Quantization(args.to)), str(args.output))
+    before, after = args.model.stat().st_size, args.output.stat().st_size
+    print(f"wrote {args.output}: {args.to}, {after} bytes ({after / before:.3f}x of {before})")
+    return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -225,10 +251,13 @@ def _plan_offline(args: argparse.Namespace) -> int:
     from edgeswarm.coordinator.planning.planner import NoFit, plan
     from edgeswarm.coordinator.planning.segments import segments_of
     from edgeswarm.graph.partition import PartitionError
+    from edgeswarm.graph.quantize import quantize
     from edgeswarm.graph.samples import sample_inputs
 
     try:
         model = onnx.load(str(args.model))
+        if args.quantize:
+            model = quantize(model, Quantization(args.quantize))
         segments = segments_of(model, sample_inputs(model, batch=1))
         figures = figures_from(json.loads(args.fleet.read_text()), segments)
         result = plan(segments.profile, figures, args.objective)
@@ -268,7 +297,7 @@ def _client_command(args: argparse.Namespace) -> int:
             info = client.deploy(
                 args.model, name=args.name, mode=args.mode, replicas=args.replicas, stages=args.stages,
                 timeout=args.timeout, objective=args.objective, batch_max=args.batch_max,
-                batch_delay_ms=args.batch_delay_ms,
+                batch_delay_ms=args.batch_delay_ms, quantize=args.quantize,
             )  # fmt: skip
             placement = "; ".join(
                 f"stage {s.index}: {', '.join(w[:8] for w in s.workers)}" for s in info.stages
@@ -278,7 +307,7 @@ def _client_command(args: argparse.Namespace) -> int:
             client.undeploy(args.name)
             print(f"undeployed {args.name}")
         elif args.command == "plan":
-            _show_plan(client.plan(args.model, objective=args.objective), args)
+            _show_plan(client.plan(args.model, objective=args.objective, quantize=args.quantize), args)
         elif args.command == "drain":
             worker_id, name = client.drain(args.worker)
             print(f"draining worker {name} ({worker_id[:8]})")

@@ -127,14 +127,17 @@ class AsyncClient:
         objective: str = "throughput",
         batch_max: int = 0,
         batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS,
+        quantize: str = "",
     ) -> ModelInfo:
         """Sends the ONNX file at `path` and returns once the model is ready to serve. Mode "auto" lets
         the planner choose replicas, a pipeline or both from measured figures, for `objective`.
         `batch_max` > 1 turns on dynamic batching: requests arriving within `batch_delay_ms` of each
-        other run as one ONNX Runtime call at the entry stage (for models with a batch dimension)."""
+        other run as one ONNX Runtime call at the entry stage (for models with a batch dimension).
+        `quantize` "int8" or "int4" has the coordinator quantize the model first, exactly as
+        `edgeswarm quantize` writes it."""
         header = control_pb2.DeployHeader(
             name=name, mode=mode, replicas=replicas, stages=stages, objective=objective,
-            batch_max=batch_max, batch_delay_ms=batch_delay_ms,
+            batch_max=batch_max, batch_delay_ms=batch_delay_ms, quantize=quantize,
         )  # fmt: skip
         response = await self._send_model(path, header, timeout)
         return ModelInfo.from_proto(response)
@@ -145,9 +148,12 @@ class AsyncClient:
         objective: str = "throughput",
         timeout: float | None = None,
         name: str = "",
+        quantize: str = "",
     ) -> dict[str, Any]:
         """What an "auto" deploy would place on the live fleet, with predicted figures; places nothing."""
-        header = control_pb2.DeployHeader(name=name or Path(path).stem, objective=objective, dry_run=True)
+        header = control_pb2.DeployHeader(
+            name=name or Path(path).stem, objective=objective, dry_run=True, quantize=quantize
+        )
         response = await self._send_model(path, header, timeout)
         return dict(json.loads(response.plan_json))
 

@@ -73,6 +73,7 @@ class Client:
         objective: str = "throughput",
         batch_max: int = 0,
         batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS,
+        quantize: str = "",
     ) -> ModelInfo:
         return self._run(
             self._client.deploy(
@@ -85,6 +86,7 @@ class Client:
                 objective=objective,
                 batch_max=batch_max,
                 batch_delay_ms=batch_delay_ms,
+                quantize=quantize,
             )
         )
 
@@ -94,8 +96,11 @@ class Client:
         objective: str = "throughput",
         timeout: float | None = None,
         name: str = "",
+        quantize: str = "",
     ) -> dict[str, Any]:
-        return self._run(self._client.plan(path=path, objective=objective, timeout=timeout, name=name))
+        return self._run(
+            self._client.plan(path=path, objective=objective, timeout=timeout, name=name, quantize=quantize)
+        )
 
     def undeploy(self, name: str, timeout: float | None = None) -> None:
         self._run(self._client.undeploy(name=name, timeout=timeout))

@@ -92,6 +92,8 @@ class ModelStatus:
     objective: str
     predicted_rps: float
     predicted_latency_ms: float
+    # "int8" or "int4" when the deploy quantized the model; "" otherwise.
+    quantization: str = ""
 
     @classmethod
     def from_proto(cls, message: control_pb2.ModelStatus) -> ModelStatus:
@@ -104,6 +106,7 @@ class ModelStatus:
             objective=message.objective,
             predicted_rps=message.predicted_rps,
             predicted_latency_ms=message.predicted_latency_ms,
+            quantization=message.quantization,
         )
 
 
@@ -159,6 +162,8 @@ class ModelInfo:
     stages: tuple[StageInfo, ...]
     # For mode "auto": the planner's JSON document (keys in docs/placement.md).
     plan: dict[str, Any] | None = None
+    # "int8" or "int4" when the deploy quantized the model; "" otherwise.
+    quantization: str = ""
 
     @classmethod
     def from_proto(cls, response: control_pb2.DeployResponse) -> ModelInfo:
@@ -169,4 +174,5 @@ class ModelInfo:
             mode=model.mode,
             stages=tuple(StageInfo.from_proto(s) for s in model.stages),
             plan=json.loads(response.plan_json) if response.plan_json else None,
+            quantization=model.quantization,
         )

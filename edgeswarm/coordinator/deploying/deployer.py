@@ -24,9 +24,10 @@ from edgeswarm.coordinator.planning.segments import Segments, segments_of
 from edgeswarm.errors import InvalidRequest, NotFound, PlacementError
 from edgeswarm.graph.loading import parse_model
 from edgeswarm.graph.partition import PartitionError
+from edgeswarm.graph.quantize import quantize
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.signature import signature_of
-from edgeswarm.plans import Mode, Objective, Plan, StageSpec
+from edgeswarm.plans import Mode, Objective, Plan, Quantization, StageSpec
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,11 @@ class Deployer:
         why: str = "deploy",
         objective: Objective = Objective.THROUGHPUT,
         batching: tuple[int, float] = (0, 0.0),
+        quantization: Quantization | None = None,
     ) -> Plan:
         """Places `name` as asked: by the planner (auto), or as replicas or a pipeline of the asked
-        shape; with `fit`, on as many live workers as there are, up to what was asked."""
+        shape; with `fit`, on as many live workers as there are, up to what was asked. `data` is
+        the model as it is placed; `quantization` names what `quantized` did to it, if anything."""
         if not name:
             raise InvalidRequest("a model needs a name")
         if batching[0] < 0 or batching[1] < 0:
@@ -91,7 +94,7 @@ class Deployer:
                 ]
                 shards = dict(zip(cut.digests, (p.model for p in cut.parts), strict=True))
                 plan = Plan(name, version, mode, cut.signature, tuple(specs))
-            plan = replace(plan, batch_max=batching[0], batch_delay_s=batching[1])
+            plan = replace(plan, batch_max=batching[0], batch_delay_s=batching[1], quantization=quantization)
             self.installer.shards.update(shards)
             try:
                 async with asyncio.TaskGroup() as tasks:
@@ -108,8 +111,9 @@ class Deployer:
             plans[name] = plan
             self.registry.retired.pop(name, None)
             self.registry.requests[name] = DeployRequest(
-                mode, replicas, stages, data, objective, frozenset(live), batching, self.calibrations(live)
-            )
+                mode, replicas, stages, data, objective, frozenset(live), batching, self.calibrations(live),
+                quantization,
+            )  # fmt: skip
             self.registry.announce()
             log.info(
                 "model_deployed model=%s version=%d mode=%s stages=%s",
@@ -185,6 +189,7 @@ class Deployer:
             why=why,
             objective=request.objective,
             batching=request.batching,
+            quantization=request.quantization,
         )
 
     async def undeploy(self, name: str) -> None:
@@ -212,3 +217,13 @@ class Deployer:
 def _first(group: BaseExceptionGroup[Exception]) -> Exception:
     first = group.exceptions[0]
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def quantized(name: str, data: bytes, method: Quantization) -> bytes:
+    """The model in `data` checked and quantized by `method`, as `edgeswarm quantize` writes it.
+    CPU-bound: run it in a thread."""
+    model = parse_model(name, data)
+    try:
+        return quantize(model, method).SerializeToString()
+    except Exception as exc:  # ONNX Runtime's quantizers raise what their graph walk meets
+        raise InvalidRequest(f"model {name!r} cannot be quantized to {method}: {exc}") from exc

@@ -17,7 +17,7 @@ from typing import Any
 
 from edgeswarm.coordinator.serving.route_choice import stages_without_workers
 from edgeswarm.errors import InvalidRequest, NotFound
-from edgeswarm.plans import Mode, Objective, Plan
+from edgeswarm.plans import Mode, Objective, Plan, Quantization
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ class DeployRequest:
     batching: tuple[int, float] = (0, 0.0)  # most requests per call, longest wait in seconds
     # For "auto": each worker's calibration (GFLOP/s) when planned; a drift re-plans.
     calibrations: tuple[tuple[str, float], ...] = ()
+    # What quantized `data` before it was kept (None: it is the model as sent).
+    quantization: Quantization | None = None
 
 
 class Registry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -12,12 +13,12 @@ import grpc
 from edgeswarm import __version__
 from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc
 from edgeswarm.config import CoordinatorSettings
-from edgeswarm.coordinator.deploying.deployer import Deployer
+from edgeswarm.coordinator.deploying.deployer import Deployer, quantized
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
 from edgeswarm.errors import InvalidRequest, ResourceExhausted
-from edgeswarm.plans import Mode, Objective, Plan, WorkerState
+from edgeswarm.plans import Mode, Objective, Plan, Quantization, WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,23 @@ class ControlService(control_pb2_grpc.ControlServicer):
             )
         mode = Mode.parse(header.mode or Mode.AUTO, "mode")
         objective = Objective.parse(header.objective or Objective.THROUGHPUT, "objective")
+        quantization = Quantization.parse(header.quantize, "quantize") if header.quantize else None
+        if quantization is not None:
+            data = await asyncio.to_thread(quantized, header.name, data, quantization)
+            log.info("model_quantized model=%s method=%s bytes=%d", header.name, quantization, len(data))
         if header.dry_run:
             document = await self.deployer.plan_only(header.name, data, objective)
             return control_pb2.DeployResponse(plan_json=json.dumps(document))
         batching = (header.batch_max, header.batch_delay_ms / 1000)
         plan = await self.deployer.deploy(
-            header.name, mode, header.replicas, header.stages, data, objective=objective, batching=batching
+            header.name,
+            mode,
+            header.replicas,
+            header.stages,
+            data,
+            objective=objective,
+            batching=batching,
+            quantization=quantization,
         )
         planned = self.registry.reports.get(header.name) if mode is Mode.AUTO else None
         return control_pb2.DeployResponse(
@@ -151,6 +163,7 @@ def model_status(
         mode=plan.mode,
         ready=True,
         objective=plan.objective or "",
+        quantization=plan.quantization or "",
         predicted_rps=plan.predicted_rps,
         predicted_latency_ms=1000 * plan.predicted_latency_s,
         stages=[

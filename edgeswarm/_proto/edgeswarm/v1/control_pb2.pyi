@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DeployHeader(_message.Message):
-    __slots__ = ("name", "mode", "replicas", "stages", "size", "objective", "dry_run", "batch_max", "batch_delay_ms")
+    __slots__ = ("name", "mode", "replicas", "stages", "size", "objective", "dry_run", "batch_max", "batch_delay_ms", "quantize")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class DeployHeader(_message.Message):
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     BATCH_MAX_FIELD_NUMBER: _ClassVar[int]
     BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
     mode: str
     replicas: int
@@ -26,7 +27,8 @@ class DeployHeader(_message.Message):
     dry_run: bool
     batch_max: int
     batch_delay_ms: float
-    def __init__(self, name: _Optional[str] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., stages: _Optional[int] = ..., size: _Optional[int] = ..., objective: _Optional[str] = ..., dry_run: _Optional[bool] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ...) -> None: ...
+    quantize: str
+    def __init__(self, name: _Optional[str] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., stages: _Optional[int] = ..., size: _Optional[int] = ..., objective: _Optional[str] = ..., dry_run: _Optional[bool] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., quantize: _Optional[str] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
     __slots__ = ("header", "data")
@@ -107,7 +109,7 @@ class StageStatus(_message.Message):
     def __init__(self, index: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ..., group: _Optional[int] = ..., recent_ms: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("name", "version", "mode", "ready", "stages", "objective", "predicted_rps", "predicted_latency_ms")
+    __slots__ = ("name", "version", "mode", "ready", "stages", "objective", "predicted_rps", "predicted_latency_ms", "quantization")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +118,7 @@ class ModelStatus(_message.Message):
     OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_RPS_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     mode: str
@@ -124,7 +127,8 @@ class ModelStatus(_message.Message):
     objective: str
     predicted_rps: float
     predicted_latency_ms: float
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., mode: _Optional[str] = ..., ready: _Optional[bool] = ..., stages: _Optional[_Iterable[_Union[StageStatus, _Mapping]]] = ..., objective: _Optional[str] = ..., predicted_rps: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ...) -> None: ...
+    quantization: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., mode: _Optional[str] = ..., ready: _Optional[bool] = ..., stages: _Optional[_Iterable[_Union[StageStatus, _Mapping]]] = ..., objective: _Optional[str] = ..., predicted_rps: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., quantization: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("fleet", "version", "workers", "models", "links")
