@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
 
-from edgeswarm.errors import InvalidRequest
+from edgeswarm.errors import InvalidRequest, ResourceExhausted
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -19,10 +20,26 @@ def check_digest(sha256: str) -> str:
     return sha256
 
 
+PARTIAL_PREFIX = ".incoming-"
+
+
 class ShardStore:
+    """`swept` holds the partial files a previous process left (killed mid-upload), deleted at start."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        self.swept = self._sweep()
+
+    def _sweep(self) -> list[tuple[str, int]]:
+        """Deletes partial files of uploads that never finished; returns (name, bytes) of each."""
+        swept = []
+        for path in self.root.glob(f"{PARTIAL_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                size = path.stat().st_size
+                path.unlink()
+                swept.append((path.name, size))
+        return swept
 
     def path(self, sha256: str) -> Path:
         return self.root / f"{check_digest(sha256)}.onnx"
@@ -39,6 +56,21 @@ class ShardStore:
     def touch(self, sha256: str) -> None:
         """Marks a shard as just used, so that it is the last to be evicted."""
         self.path(sha256).touch()
+
+    def make_room(self, size: int, max_bytes: int, keep: set[str]) -> list[str]:
+        """Evicts least recently used shards not in `keep` until a shard of `size` bytes fits within
+        `max_bytes` (0: no limit); returns the digests deleted, or ResourceExhausted, deleting
+        nothing, when it cannot fit."""
+        if max_bytes <= 0:
+            return []
+        shards = [(p.stat(), p) for p in self.root.glob("*.onnx") if _SHA256.match(p.stem)]
+        pinned = sum(st.st_size for st, p in shards if p.stem in keep)
+        if size + pinned > max_bytes:
+            raise ResourceExhausted(
+                f"a shard of {size} bytes does not fit this worker's cache of {max_bytes} bytes, "
+                f"{pinned} of which hold loaded stages"
+            )
+        return self.evict(max_bytes - size, keep)
 
     def evict(self, max_bytes: int, keep: set[str]) -> list[str]:
         """Deletes the least recently used shards not in `keep` until the cache holds at most `max_bytes`
@@ -68,7 +100,7 @@ class ShardWriter:
         self.size = size
         self._hash = hashlib.sha256()
         self._written = 0
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
         self._file = os.fdopen(fd, "wb")
         self._tmp = Path(name)
 

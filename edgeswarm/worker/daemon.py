@@ -43,6 +43,10 @@ async def serve(settings: WorkerSettings) -> None:
     settings = settings.model_copy(update={"interface": interface})
     wid = worker_id(settings.cache_dir)
     store = ShardStore(settings.cache_dir / "shards")
+    if store.swept:
+        log.info(
+            "partial_shards_swept count=%d bytes=%d", len(store.swept), sum(size for _, size in store.swept)
+        )
     runtime = StageRuntime(
         threads=settings.threads,
         optimization=settings.optimization,

@@ -129,6 +129,13 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                     sha256 = check_digest(chunk.sha256)
                     if self.store.has(sha256):
                         return worker_pb2.PutShardResponse(sha256=sha256, already_cached=True)
+                    if chunk.size < 0:
+                        raise InvalidRequest(f"shard {sha256[:12]}: size {chunk.size} is negative")
+                    # The quota holds while the shard is written: room is made, or refused, for the
+                    # size announced, and the writer takes no byte beyond it.
+                    evicted = self.store.make_room(chunk.size, self.cache_max_bytes, set(self.runtime.loaded))
+                    if evicted:
+                        log.info("shards_evicted count=%d shards=%s", len(evicted), [d[:12] for d in evicted])
                     writer = self.store.writer(sha256, chunk.size)
                 writer.write(chunk.data)
             if writer is None:

@@ -15,7 +15,7 @@ from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.coordinator.deploying.manifests import manifest_of
 from edgeswarm.coordinator.worker_client import chunks
 from edgeswarm.dev import zoo
-from edgeswarm.errors import InvalidRequest, StageUnavailable
+from edgeswarm.errors import InvalidRequest, ResourceExhausted, StageUnavailable
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.signature import signature_of
 from edgeswarm.plans import Mode, Plan, StageSpec
@@ -78,3 +78,11 @@ async def test_a_shard_whose_bytes_do_not_match_its_digest_is_not_kept(service: 
     with pytest.raises(InvalidRequest):
         await service.PutShard(chunks(wrong, data), Context())  # type: ignore[arg-type]
     assert not service.store.has(wrong) and not list(service.store.root.iterdir())
+
+
+async def test_a_shard_over_the_cache_quota_is_refused_before_it_is_written(service: WorkerService) -> None:
+    data = zoo.mlp(layers=2, width=32, in_features=8, out_features=2).SerializeToString()
+    service.cache_max_bytes = len(data) - 1
+    with pytest.raises(ResourceExhausted, match=f"a shard of {len(data)} bytes does not fit"):
+        await service.PutShard(chunks(hashlib.sha256(data).hexdigest(), data), Context())  # type: ignore[arg-type]
+    assert not list(service.store.root.iterdir())
