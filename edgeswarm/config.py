@@ -83,6 +83,9 @@ class CoordinatorSettings(_Settings):
     fleet: str = "default"
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_model_bytes: int = 4 * 1024 * 1024 * 1024
+    # Bytes that deploy uploads in progress may announce in all; a further one is refused until
+    # they finish (each is spooled to disk as it arrives and read back whole once received).
+    max_upload_bytes: int = 8 * 1024 * 1024 * 1024
     # HOST:PORT for Prometheus /metrics; empty: none.
     metrics: str = ""
     # Deadline given to a request that came without one, in seconds.

@@ -17,7 +17,7 @@ from edgeswarm.coordinator.deploying.deployer import Deployer, quantized
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
-from edgeswarm.errors import InvalidRequest, ResourceExhausted
+from edgeswarm.coordinator.serving.uploads import UploadBudget, receive
 from edgeswarm.plans import Mode, Objective, Plan, Quantization, WorkerState
 
 log = logging.getLogger(__name__)
@@ -38,31 +38,12 @@ class ControlService(control_pb2_grpc.ControlServicer):
         self.members = members
         self.measurer = measurer
         self.router = router
+        self.uploads = UploadBudget(settings.max_upload_bytes)
 
     async def Deploy(
         self, request_iterator: AsyncIterator[control_pb2.DeployRequest], context: grpc.aio.ServicerContext
     ) -> control_pb2.DeployResponse:
-        header: control_pb2.DeployHeader | None = None
-        chunks: list[bytes] = []
-        size = 0
-        async for message in request_iterator:
-            if header is None:
-                if not message.HasField("header"):
-                    raise InvalidRequest("the first Deploy message must carry the header")
-                header = message.header
-            size += len(message.data)
-            if size > self.settings.max_model_bytes:
-                raise ResourceExhausted(
-                    f"model is over the coordinator's limit of {self.settings.max_model_bytes} bytes"
-                )
-            chunks.append(message.data)
-        if header is None:
-            raise InvalidRequest("Deploy received no message")
-        data = b"".join(chunks)
-        if header.size and header.size != len(data):
-            raise InvalidRequest(
-                f"model {header.name!r}: announced {header.size} bytes, received {len(data)}"
-            )
+        header, data = await receive(request_iterator, self.uploads, self.settings.max_model_bytes)
         mode = Mode.parse(header.mode or Mode.AUTO, "mode")
         objective = Objective.parse(header.objective or Objective.THROUGHPUT, "objective")
         quantization = Quantization.parse(header.quantize, "quantize") if header.quantize else None
