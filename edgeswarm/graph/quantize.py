@@ -18,6 +18,8 @@ from pathlib import Path
 
 import onnx
 
+from edgeswarm.errors import InvalidRequest
+from edgeswarm.graph.loading import parse_model
 from edgeswarm.plans import Quantization
 
 INT4_BLOCK = 32
@@ -41,3 +43,13 @@ def quantize(model: onnx.ModelProto, method: Quantization) -> onnx.ModelProto:
     quantizer.process()
     quantized: onnx.ModelProto = quantizer.model.model
     return quantized
+
+
+def quantized(name: str, data: bytes, method: Quantization) -> bytes:
+    """The model `name` sent as `data`, checked and quantized by `method`: what a deploy with
+    `--quantize` places. InvalidRequest when it is no valid model or cannot be quantized."""
+    model = parse_model(name, data)
+    try:
+        return quantize(model, method).SerializeToString()
+    except Exception as exc:  # ONNX Runtime's quantizers raise what their graph walk meets
+        raise InvalidRequest(f"model {name!r} cannot be quantized to {method}: {exc}") from exc

@@ -24,7 +24,6 @@ from edgeswarm.coordinator.planning.segments import Segments, segments_of
 from edgeswarm.errors import InvalidRequest, NotFound, PlacementError
 from edgeswarm.graph.loading import parse_model
 from edgeswarm.graph.partition import PartitionError
-from edgeswarm.graph.quantize import quantize
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.signature import signature_of
 from edgeswarm.plans import Mode, Objective, Plan, Quantization, StageSpec
@@ -62,7 +61,7 @@ class Deployer:
     ) -> Plan:
         """Places `name` as asked: by the planner (auto), or as replicas or a pipeline of the asked
         shape; with `fit`, on as many live workers as there are, up to what was asked. `data` is
-        the model as it is placed; `quantization` names what `quantized` did to it, if anything."""
+        the model as it is placed; `quantization` names what graph.quantize did to it, if anything."""
         if not name:
             raise InvalidRequest("a model needs a name")
         if batching[0] < 0 or batching[1] < 0:
@@ -217,13 +216,3 @@ class Deployer:
 def _first(group: BaseExceptionGroup[Exception]) -> Exception:
     first = group.exceptions[0]
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def quantized(name: str, data: bytes, method: Quantization) -> bytes:
-    """The model in `data` checked and quantized by `method`, as `edgeswarm quantize` writes it.
-    CPU-bound: run it in a thread."""
-    model = parse_model(name, data)
-    try:
-        return quantize(model, method).SerializeToString()
-    except Exception as exc:  # ONNX Runtime's quantizers raise what their graph walk meets
-        raise InvalidRequest(f"model {name!r} cannot be quantized to {method}: {exc}") from exc

@@ -13,11 +13,12 @@ import grpc
 from edgeswarm import __version__
 from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc
 from edgeswarm.config import CoordinatorSettings
-from edgeswarm.coordinator.deploying.deployer import Deployer, quantized
+from edgeswarm.coordinator.deploying.deployer import Deployer
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
 from edgeswarm.coordinator.serving.uploads import UploadBudget, receive
+from edgeswarm.graph.quantize import quantized
 from edgeswarm.plans import Mode, Objective, Plan, Quantization, WorkerState
 
 log = logging.getLogger(__name__)

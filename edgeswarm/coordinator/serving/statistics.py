@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from prometheus_client import Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -67,6 +68,9 @@ class Statistics:
     def __init__(self, now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self._now_ms = now_ms
         self._models: dict[tuple[str, str], ModelStats] = {}
+        # Each model's latency histogram, looked up once: a label lookup per request costs more
+        # than the observation.
+        self._latency: dict[str, Histogram] = {}
 
     def _stats(self, model: str, version: str) -> ModelStats:
         stats = self._models.get((model, version))
@@ -84,7 +88,10 @@ class Statistics:
         stats.inference_count += batch
         stats.execution_count += 1
         stats.last_inference_ms = self._now_ms()
-        MODEL_REQUEST_SECONDS.labels(model).observe(phases.total)
+        latency = self._latency.get(model)
+        if latency is None:
+            latency = self._latency[model] = MODEL_REQUEST_SECONDS.labels(model)
+        latency.observe(phases.total)
 
     def failed(self, model: str, version: str, seconds: float) -> None:
         stats = self._stats(model, version)
