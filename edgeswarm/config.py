@@ -82,10 +82,17 @@ class CoordinatorSettings(_Settings):
     interface: str = ""
     fleet: str = "default"
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_model_bytes: int = 4 * 1024 * 1024 * 1024
+    # Where the coordinator keeps its model store (store/ under it).
+    state_dir: Path = Path.home() / ".local" / "state" / "edgeswarm"
+    # Most bytes the model store holds (0: no limit): room for a new model is made by deleting
+    # undeployed models, least recently used first; a deploy that cannot fit is refused up front.
+    store_max_bytes: int = 64 * 1024 * 1024 * 1024
+    # Most bytes of a model's .onnx file, which is parsed in memory (a larger model keeps its weights
+    # in external data files, streamed to disk and cut from there).
+    max_model_bytes: int = 2 * 1024 * 1024 * 1024
     # Bytes that deploy uploads in progress may announce in all; a further one is refused until
-    # they finish (each is spooled to disk as it arrives and read back whole once received).
-    max_upload_bytes: int = 8 * 1024 * 1024 * 1024
+    # they finish (each is written into the store as it arrives).
+    max_upload_bytes: int = 16 * 1024 * 1024 * 1024
     # HOST:PORT for Prometheus /metrics; empty: none.
     metrics: str = ""
     # Deadline given to a request that came without one, in seconds.

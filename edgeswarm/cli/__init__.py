@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     coordinator.add_argument("--interface", help="IP address mDNS browses on")
     coordinator.add_argument("--fleet", help="fleet name")
     coordinator.add_argument("--max-message-bytes", type=int)
+    coordinator.add_argument("--state-dir", type=Path, help="where the model store lives")
     coordinator.add_argument("--metrics", help="HOST:PORT to serve Prometheus /metrics on")
     coordinator.add_argument("--mqtt", help="MQTT broker HOST:PORT for fleet presence and events")
 
@@ -114,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     view = status.add_mutually_exclusive_group()
     view.add_argument("--json", action="store_true", help="every field, as one JSON document")
     view.add_argument("--wide", action="store_true", help="every column, worker names in the models table")
+
+    models = sub.add_parser("models", help="show the coordinator's model store: models, variants, quota")
+    models.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    models.add_argument("--json", action="store_true", help="the store's section of `status --json`")
 
     inspect = sub.add_parser("inspect", help="show a model's inputs, size, cost and where it can be cut")
     inspect.add_argument("model", type=Path)
@@ -182,7 +187,9 @@ def _run(args: argparse.Namespace) -> int:
         from edgeswarm.config import CoordinatorSettings, load
         from edgeswarm.coordinator.server import serve as serve_coordinator
 
-        flags = _flags(args, "listen", "interface", "fleet", "max_message_bytes", "metrics", "mqtt")
+        flags = _flags(
+            args, "listen", "interface", "fleet", "max_message_bytes", "state_dir", "metrics", "mqtt"
+        )
         asyncio.run(serve_coordinator(load(CoordinatorSettings, args.config, flags)))
         return 0
     if args.command == "inspect":
@@ -317,6 +324,14 @@ def _client_command(args: argparse.Namespace) -> int:
             outputs = client.infer(args.name, inputs, timeout=args.timeout)
             np.savez(args.output, **outputs)  # type: ignore[arg-type]
             print(f"wrote {', '.join(outputs)} to {args.output}")
+        elif args.command == "models":
+            store = client.status().store
+            if args.json:
+                print(json.dumps(asdict(store), indent=2))
+            else:
+                from edgeswarm.cli.tables import print_store
+
+                print_store(store)
         elif args.command == "status":
             report = client.status()
             if args.json:

@@ -8,13 +8,14 @@ is the complete record.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from edgeswarm.client import LinkStatus, ModelStatus, StageInfo, StatusReport, WorkerStatus
+from edgeswarm.client import LinkStatus, ModelStatus, StageInfo, StatusReport, StoreStatus, WorkerStatus
 
 SHORT_ID = 8
 # Wide enough to measure a table at its natural width.
@@ -30,7 +31,11 @@ _MODEL_COLUMNS_WIDE = (
     "model", "version", "mode", "ready", "route", "stage", "inputs", "outputs", "workers (recent ms)",
     "predicted",
 )  # fmt: skip
-_NUMERIC = {"GFLOP/s", "mem free", "mem limit", "rtt ms", "MB/s", "cores", "in flight", "v", "version"}
+_STORE_COLUMNS = ("model", "sha256", "as sent", "quantized", "stages kept", "deployed", "last used")
+_NUMERIC = {
+    "GFLOP/s", "mem free", "mem limit", "rtt ms", "MB/s", "cores", "in flight", "v", "version", "as sent",
+    "stages kept",
+}  # fmt: skip
 # Names are never cut: folded onto a second line if they must be.
 _NAMES = {"name", "model", "between", "workers (recent ms)"}
 
@@ -40,7 +45,35 @@ def status_tables(report: StatusReport, wide: bool = False) -> list[Table]:
     tables = [_workers_table(report, wide), _models_table(report.models, names, wide)]
     if report.links:
         tables.append(_links_table(report.links, names))
+    if report.store.models:
+        tables.append(store_table(report.store))
     return tables
+
+
+def print_store(store: StoreStatus, console: Console | None = None) -> None:
+    (console or Console()).print(store_table(store))
+
+
+def store_table(store: StoreStatus) -> Table:
+    """The model store: each model's bytes as sent and quantized, its kept stages, whether deployed."""
+    quota = f"of {_size(store.quota)}" if store.quota else "no quota"
+    quota = f"{_size(store.used)} {quota}"
+    table = _table(f"model store {store.path} — {quota}", _STORE_COLUMNS)
+    for m in sorted(store.models, key=lambda m: -m.last_used):
+        variants = ", ".join(f"{k} {_size(v)} ({v / m.size:.2f}x)" for k, v in sorted(m.variants.items()))
+        table.add_row(
+            m.name, m.sha256[:12], _size(m.size), variants or "-", _size(m.stage_bytes),
+            "yes" if m.deployed else "no", _ago(m.last_used),
+        )  # fmt: skip
+    return table
+
+
+def _ago(when: float) -> str:
+    seconds = max(0.0, time.time() - when)
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
 
 
 def print_status(report: StatusReport, console: Console | None = None, wide: bool = False) -> None:

@@ -14,6 +14,8 @@ from edgeswarm.client.results import (
     ModelStatus,
     StageInfo,
     StatusReport,
+    StoredModel,
+    StoreStatus,
     WorkerStatus,
 )
 from edgeswarm.errors import (
@@ -44,5 +46,7 @@ __all__ = [
     "StageInfo",
     "StageUnavailable",
     "StatusReport",
+    "StoreStatus",
+    "StoredModel",
     "WorkerStatus",
 ]

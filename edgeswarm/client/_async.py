@@ -19,7 +19,7 @@ from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES, open_channel
 from edgeswarm.client.results import ModelInfo, StatusReport
-from edgeswarm.errors import answered, from_rpc_error
+from edgeswarm.errors import InvalidRequest, answered, from_rpc_error
 
 T = TypeVar("T")
 DEPLOY_CHUNK_BYTES = 1024 * 1024
@@ -160,13 +160,22 @@ class AsyncClient:
     async def _send_model(
         self, path: str | os.PathLike[str], header: control_pb2.DeployHeader, timeout: float | None
     ) -> control_pb2.DeployResponse:
-        data = await asyncio.to_thread(Path(path).read_bytes)
-        header.size = len(data)
+        from edgeswarm.graph.externaldata import ExternalDataError, model_files
+
+        try:
+            files = await asyncio.to_thread(model_files, Path(path))
+        except ExternalDataError as exc:
+            raise InvalidRequest(f"{path}: {exc}") from exc
+        header.size = sum(size for _, _, size in files)
 
         async def messages() -> AsyncIterator[control_pb2.DeployRequest]:
-            yield control_pb2.DeployRequest(header=header, data=data[:DEPLOY_CHUNK_BYTES])
-            for offset in range(DEPLOY_CHUNK_BYTES, len(data), DEPLOY_CHUNK_BYTES):
-                yield control_pb2.DeployRequest(data=data[offset : offset + DEPLOY_CHUNK_BYTES])
+            # Each file is read a chunk at a time as the stream takes it: nothing is held whole.
+            yield control_pb2.DeployRequest(header=header)
+            for name, file_path, size in files:
+                yield control_pb2.DeployRequest(file=control_pb2.DeployFile(name=name, size=size))
+                with file_path.open("rb") as f:
+                    while chunk := await asyncio.to_thread(f.read, DEPLOY_CHUNK_BYTES):
+                        yield control_pb2.DeployRequest(data=chunk)
 
         response: control_pb2.DeployResponse = await _call(self._control.Deploy(messages(), timeout=timeout))
         return response

@@ -134,12 +134,58 @@ class LinkStatus:
 
 
 @dataclass(frozen=True)
+class StoredModel:
+    """A model in the coordinator's store: its files as sent (`size` bytes), its quantized variants
+    (method -> bytes) and the stages cut from it that are kept to reload workers."""
+
+    name: str
+    sha256: str
+    size: int
+    variants: dict[str, int]
+    deployed: bool
+    last_used: float
+    stage_bytes: int
+
+    @classmethod
+    def from_proto(cls, message: control_pb2.StoredModel) -> StoredModel:
+        return cls(
+            name=message.name,
+            sha256=message.sha256,
+            size=message.size,
+            variants=dict(message.variants),
+            deployed=message.deployed,
+            last_used=message.last_used,
+            stage_bytes=message.stage_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """The coordinator's model store: where, its quota (0: none), bytes used, and what it holds."""
+
+    path: str = ""
+    quota: int = 0
+    used: int = 0
+    models: tuple[StoredModel, ...] = ()
+
+    @classmethod
+    def from_proto(cls, message: control_pb2.StoreStatus) -> StoreStatus:
+        return cls(
+            path=message.path,
+            quota=message.quota,
+            used=message.used,
+            models=tuple(StoredModel.from_proto(m) for m in message.models),
+        )
+
+
+@dataclass(frozen=True)
 class StatusReport:
     fleet: str
     version: str
     workers: tuple[WorkerStatus, ...]
     models: tuple[ModelStatus, ...]
     links: tuple[LinkStatus, ...] = ()
+    store: StoreStatus = StoreStatus()
 
     @classmethod
     def from_proto(cls, message: control_pb2.StatusResponse) -> StatusReport:
@@ -149,6 +195,7 @@ class StatusReport:
             workers=tuple(WorkerStatus.from_proto(w) for w in message.workers),
             models=tuple(ModelStatus.from_proto(m) for m in message.models),
             links=tuple(LinkStatus.from_proto(link) for link in message.links),
+            store=StoreStatus.from_proto(message.store),
         )
 
 

@@ -24,6 +24,7 @@ from edgeswarm.coordinator.deploying.registry import Registry
 from edgeswarm.coordinator.fleet.discovery import Discovery
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.fleet.view import UP
+from edgeswarm.coordinator.modelstore import ModelStore
 from edgeswarm.coordinator.planning.measure import Measurer
 from edgeswarm.coordinator.serving.control import ControlService
 from edgeswarm.coordinator.serving.inference import InferenceService
@@ -38,7 +39,8 @@ async def serve(settings: CoordinatorSettings) -> None:
     interface = choose_interface(settings.interface, split_address(settings.listen)[0])
     settings = settings.model_copy(update={"interface": interface})
     registry = Registry(lambda: members.live(), time.monotonic, settings.recovery_window)
-    installer = Installer(registry)
+    store = ModelStore(settings.state_dir / "store", settings.store_max_bytes)
+    installer = Installer(registry, store)
     members = Members(settings, reconcile=Recovery(registry, installer).reconcile)
     members.on_change.append(registry.announce)
     measurer = Measurer(members.client, members.descriptions.get, members.address, members.clock)

@@ -11,8 +11,11 @@ worker could not be reached), with the worker's address in front of the message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -47,6 +50,9 @@ class WorkerClient(Protocol):
 
     async def put_shard(self, sha256: str, data: bytes, timeout: float) -> None:
         """Sends a shard's bytes, in chunks; a worker that has it already answers at once."""
+
+    async def put_file(self, sha256: str, path: Path, external_data: bool, timeout: float) -> None:
+        """Sends a stage's file from disk, a chunk at a time; `external_data`: it is a stage's data."""
 
     async def load_stage(
         self, sha256: str, plan: worker_pb2.PlanManifest | None, timeout: float
@@ -108,6 +114,10 @@ class GrpcWorkerClient:
         with self._translated():
             await self._worker.PutShard(chunks(sha256, data), timeout=timeout)
 
+    async def put_file(self, sha256: str, path: Path, external_data: bool, timeout: float) -> None:
+        with self._translated():
+            await self._worker.PutShard(file_chunks(sha256, path, external_data), timeout=timeout)
+
     async def load_stage(
         self, sha256: str, plan: worker_pb2.PlanManifest | None, timeout: float
     ) -> worker_pb2.LoadStageResponse:
@@ -165,6 +175,16 @@ class GrpcWorkerClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+async def file_chunks(sha256: str, path: Path, external_data: bool) -> AsyncIterator[worker_pb2.ShardChunk]:
+    """A file as PutShard messages of CHUNK_BYTES, read as they are sent; the first names it."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        data = await asyncio.to_thread(f.read, CHUNK_BYTES)
+        yield worker_pb2.ShardChunk(sha256=sha256, size=size, data=data, external_data=external_data)
+        while data := await asyncio.to_thread(f.read, CHUNK_BYTES):
+            yield worker_pb2.ShardChunk(data=data)
 
 
 async def chunks(sha256: str, data: bytes) -> AsyncIterator[worker_pb2.ShardChunk]:

@@ -101,6 +101,7 @@ class LocalFleet:
             "--listen", self.coordinator_address,
             "--interface", LOOPBACK,
             "--fleet", self.fleet,
+            "--state-dir", str(self.workdir / "coordinator-state"),
             *self.coordinator_args,
         )  # fmt: skip
 

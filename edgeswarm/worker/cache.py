@@ -1,4 +1,8 @@
-"""Content-addressed shard cache on disk: one file per sha256, written atomically, verified."""
+"""Content-addressed shard cache on disk: one file per sha256, written atomically, verified.
+
+A stage's graph is `<sha256>.onnx`; a stage kept with external data names its data file, itself a
+shard, `<sha256>.data` in the same directory, where ONNX Runtime finds (and maps) it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,11 @@ import re
 import tempfile
 from pathlib import Path
 
+import onnx
+from google.protobuf.message import DecodeError
+
 from edgeswarm.errors import InvalidRequest, ResourceExhausted
+from edgeswarm.graph.externaldata import ExternalDataError, data_files
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -21,6 +29,7 @@ def check_digest(sha256: str) -> str:
 
 
 PARTIAL_PREFIX = ".incoming-"
+KINDS = (".onnx", ".data")
 
 
 class ShardStore:
@@ -44,18 +53,46 @@ class ShardStore:
     def path(self, sha256: str) -> Path:
         return self.root / f"{check_digest(sha256)}.onnx"
 
+    def data_path(self, sha256: str) -> Path:
+        return self.root / f"{check_digest(sha256)}.data"
+
     def has(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        return self.path(sha256).is_file() or self.data_path(sha256).is_file()
+
+    def _files(self) -> list[Path]:
+        return [p for p in self.root.iterdir() if p.suffix in KINDS and _SHA256.match(p.stem)]
 
     def digests(self) -> list[str]:
-        return sorted(p.stem for p in self.root.glob("*.onnx") if _SHA256.match(p.stem))
+        return sorted(p.stem for p in self._files())
 
-    def writer(self, sha256: str, size: int) -> ShardWriter:
-        return ShardWriter(self.path(sha256), sha256, size)
+    def writer(self, sha256: str, size: int, external_data: bool = False) -> ShardWriter:
+        return ShardWriter(self.data_path(sha256) if external_data else self.path(sha256), sha256, size)
+
+    def data_of(self, sha256: str) -> list[str]:
+        """The data shards the stage graph `sha256` names, each checked to be in the cache;
+        InvalidRequest naming the first that is not, or a location that is no data shard's."""
+        try:
+            locations = data_files(onnx.load(str(self.path(sha256)), load_external_data=False))
+        except (DecodeError, ValueError, ExternalDataError) as exc:
+            raise InvalidRequest(f"shard {sha256[:12]} is no ONNX graph this worker can load: {exc}") from exc
+        wanted = []
+        for location in locations:
+            stem, _, suffix = location.partition(".")
+            if not (_SHA256.match(stem) and suffix == "data"):
+                raise InvalidRequest(
+                    f"shard {sha256[:12]} names external data {location!r}: a stage's data must be a "
+                    "shard, named <sha256>.data"
+                )
+            if not self.data_path(stem).is_file():
+                raise InvalidRequest(f"shard {sha256[:12]} needs data shard {stem[:12]}, not in this cache")
+            wanted.append(stem)
+        return wanted
 
     def touch(self, sha256: str) -> None:
         """Marks a shard as just used, so that it is the last to be evicted."""
-        self.path(sha256).touch()
+        for path in (self.path(sha256), self.data_path(sha256)):
+            with contextlib.suppress(FileNotFoundError):
+                path.touch()
 
     def make_room(self, size: int, max_bytes: int, keep: set[str]) -> list[str]:
         """Evicts least recently used shards not in `keep` until a shard of `size` bytes fits within
@@ -63,7 +100,7 @@ class ShardStore:
         nothing, when it cannot fit."""
         if max_bytes <= 0:
             return []
-        shards = [(p.stat(), p) for p in self.root.glob("*.onnx") if _SHA256.match(p.stem)]
+        shards = [(p.stat(), p) for p in self._files()]
         pinned = sum(st.st_size for st, p in shards if p.stem in keep)
         if size + pinned > max_bytes:
             raise ResourceExhausted(
@@ -77,7 +114,7 @@ class ShardStore:
         (0: no limit); returns the digests deleted."""
         if max_bytes <= 0:
             return []
-        shards = [(p.stat(), p) for p in self.root.glob("*.onnx") if _SHA256.match(p.stem)]
+        shards = [(p.stat(), p) for p in self._files()]
         total = sum(st.st_size for st, _ in shards)
         evicted = []
         for st, path in sorted(shards, key=lambda item: item[0].st_mtime):

@@ -66,6 +66,9 @@ class StageRuntime:
         self._options = session_options(threads, optimization)
         self._optimized_dir = optimized_dir
         self._sessions: dict[str, ort.InferenceSession] = {}
+        # Resident bytes each stage took as it loaded (this process's RSS before and after).
+        self.memory: dict[str, int] = {}
+        self._loading = asyncio.Lock()
         self._quick: dict[str, int] = {}  # stage -> how many of its last runs in a row were quick
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ort")
 
@@ -82,25 +85,31 @@ class StageRuntime:
     def outputs(self, sha256: str) -> list[str]:
         return [o.name for o in self._session(sha256).get_outputs()]
 
-    async def load(self, sha256: str, path: Path) -> None:
+    async def load(self, sha256: str, path: Path, external: bool = False) -> None:
+        """Opens a session on the stage at `path`; `external`: its weights are in data files beside
+        it, which ONNX Runtime maps from there (no optimized copy is kept of such a stage)."""
         if sha256 in self._sessions:
             return
         loop = asyncio.get_running_loop()
-        try:
-            session, cached = await loop.run_in_executor(self._pool, self._open, sha256, path)
-        except Exception as exc:  # ORT raises its own exception types for a model it cannot load
-            raise InvalidRequest(f"ONNX Runtime cannot load shard {sha256[:12]}: {exc}") from exc
+        # One load at a time, so that the memory each takes is its own.
+        async with self._loading:
+            before = capacity.resident_bytes()
+            try:
+                session, cached = await loop.run_in_executor(self._pool, self._open, sha256, path, external)
+            except Exception as exc:  # ORT raises its own exception types for a model it cannot load
+                raise InvalidRequest(f"ONNX Runtime cannot load shard {sha256[:12]}: {exc}") from exc
+            self.memory[sha256] = max(0, capacity.resident_bytes() - before)
         self._sessions[sha256] = session
         log.info(
-            "stage_loaded shard=%s inputs=%s optimized_cache=%s",
-            sha256[:12], self.inputs(sha256), "hit" if cached else "miss",
+            "stage_loaded shard=%s inputs=%s optimized_cache=%s resident_bytes=%d",
+            sha256[:12], self.inputs(sha256), "hit" if cached else "miss", self.memory[sha256],
         )  # fmt: skip
 
-    def _open(self, sha256: str, path: Path) -> tuple[ort.InferenceSession, bool]:
+    def _open(self, sha256: str, path: Path, external: bool = False) -> tuple[ort.InferenceSession, bool]:
         """A session on the stage; from this machine's optimized copy when there is one (its graph is
         already optimized, so nothing more is applied), else optimizing and keeping the result."""
         providers = ["CPUExecutionProvider"]
-        if self._optimized_dir is None:
+        if self._optimized_dir is None or external:
             return ort.InferenceSession(str(path), self._options, providers=providers), False
         optimized = self._optimized_dir / f"{sha256}-{self._optimization}-ort{ort.__version__}.onnx"
         if optimized.is_file():
@@ -117,6 +126,7 @@ class StageRuntime:
 
     def unload(self, sha256: str) -> None:
         self._quick.pop(sha256, None)
+        self.memory.pop(sha256, None)
         if self._sessions.pop(sha256, None) is not None:
             log.info("stage_unloaded shard=%s", sha256[:12])
 

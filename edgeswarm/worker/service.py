@@ -88,6 +88,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self._busy_s = 0.0
         self._sampled_at = time.monotonic()
         self.plans: dict[str, worker_pb2.PlanManifest] = {}
+        # The data shards each loaded stage reads its weights from.
+        self.stage_data: dict[str, list[str]] = {}
         self.drain: Callable[[str], None] = lambda reason: None
         # Largest size of the shard cache (0: no limit); see ShardStore.evict.
         self.cache_max_bytes = 0
@@ -117,6 +119,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             plans=list(self.plans.values()),
             calibration_gflops=self.calibration_gflops,
             memory_limit=self.memory_limit or memory_available(),
+            stage_memory=self.runtime.memory,
         )
 
     async def PutShard(
@@ -133,10 +136,10 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                         raise InvalidRequest(f"shard {sha256[:12]}: size {chunk.size} is negative")
                     # The quota holds while the shard is written: room is made, or refused, for the
                     # size announced, and the writer takes no byte beyond it.
-                    evicted = self.store.make_room(chunk.size, self.cache_max_bytes, set(self.runtime.loaded))
+                    evicted = self.store.make_room(chunk.size, self.cache_max_bytes, self._pinned())
                     if evicted:
                         log.info("shards_evicted count=%d shards=%s", len(evicted), [d[:12] for d in evicted])
-                    writer = self.store.writer(sha256, chunk.size)
+                    writer = self.store.writer(sha256, chunk.size, chunk.external_data)
                 writer.write(chunk.data)
             if writer is None:
                 raise InvalidRequest("PutShard received no chunk")
@@ -146,7 +149,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                 writer.abort()
             raise
         log.info("shard_stored shard=%s bytes=%d", writer.sha256[:12], writer.size)
-        evicted = self.store.evict(self.cache_max_bytes, {writer.sha256, *self.runtime.loaded})
+        evicted = self.store.evict(self.cache_max_bytes, {writer.sha256, *self._pinned()})
         if evicted:
             log.info("shards_evicted count=%d shards=%s", len(evicted), [d[:12] for d in evicted])
         return worker_pb2.PutShardResponse(sha256=writer.sha256)
@@ -154,10 +157,13 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     async def LoadStage(
         self, request: worker_pb2.LoadStageRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.LoadStageResponse:
-        if not self.store.has(request.sha256):
+        if not self.store.path(request.sha256).is_file():
             raise InvalidRequest(f"shard {request.sha256[:12]} is not in this worker's cache")
-        await self.runtime.load(request.sha256, self.store.path(request.sha256))
-        self.store.touch(request.sha256)
+        data = self.store.data_of(request.sha256)
+        await self.runtime.load(request.sha256, self.store.path(request.sha256), external=bool(data))
+        self.stage_data[request.sha256] = data
+        for sha in (request.sha256, *data):
+            self.store.touch(sha)
         if request.HasField("plan"):
             known = self.plans.get(request.plan.model)
             if known is None or known.version <= request.plan.version:
@@ -166,10 +172,16 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             inputs=self.runtime.inputs(request.sha256), outputs=self.runtime.outputs(request.sha256)
         )
 
+    def _pinned(self) -> set[str]:
+        """The shards of the stages loaded here, their data included: never evicted."""
+        loaded = self.runtime.loaded
+        return {*loaded, *(sha for stage in loaded for sha in self.stage_data.get(stage, ()))}
+
     async def UnloadStage(
         self, request: worker_pb2.UnloadStageRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.UnloadStageResponse:
         self.runtime.unload(request.sha256)
+        self.stage_data.pop(request.sha256, None)
         loaded = set(self.runtime.loaded)
         for model, plan in list(self.plans.items()):
             if not loaded.intersection(stage.sha256 for stage in plan.stages):

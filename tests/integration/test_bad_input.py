@@ -94,19 +94,6 @@ def test_corrupt_onnx_at_deploy(client: Client, model_files: dict[str, Path], tm
     still_serves(client, model_files)
 
 
-def test_a_model_with_external_data_is_refused_by_name(
-    client: Client, model_files: dict[str, Path], tmp_path: Path
-) -> None:
-    path = tmp_path / "external.onnx"
-    onnx.save_model(
-        onnx.load(str(model_files["mlp"])), str(path), save_as_external_data=True, location="external.data"
-    )
-    with pytest.raises(InvalidRequest, match=r"keeps weight '\w+' in external file 'external\.data'"):
-        client.deploy(path, "external", timeout=30)
-    assert not client.is_ready("external")
-    still_serves(client, model_files)
-
-
 def test_impossible_placement(client: Client, model_files: dict[str, Path]) -> None:
     from edgeswarm.client import PlacementError
 
@@ -118,7 +105,6 @@ def test_impossible_placement(client: Client, model_files: dict[str, Path]) -> N
 def test_a_model_onnx_runtime_cannot_load_is_refused_and_leaves_nothing_behind(
     client: Client, shared_fleet: LocalFleet, tmp_path: Path
 ) -> None:
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(

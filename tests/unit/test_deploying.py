@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -23,6 +24,7 @@ from edgeswarm.coordinator.deploying.recovery import Recovery
 from edgeswarm.coordinator.deploying.registry import DeployRequest, Registry
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.fleet.view import WorkerInfo
+from edgeswarm.coordinator.modelstore import ModelStore, StoredModel
 from edgeswarm.coordinator.planning.measure import Measurer
 from edgeswarm.coordinator.worker_client import SERVING, WorkerClient
 from edgeswarm.dev import zoo
@@ -32,6 +34,7 @@ from edgeswarm.plans import Mode, Plan
 from tests.helpers import OPTIONS, plan_of, run_whole
 
 FLEET = "unit"
+NO_MODEL = StoredModel("0" * 64, "m", Path("."), ())
 
 
 class FakeWorker:
@@ -70,6 +73,10 @@ class FakeWorker:
     async def put_shard(self, sha256: str, data: bytes, timeout: float) -> None:
         self._answer()
         self.shards[sha256] = data
+
+    async def put_file(self, sha256: str, path: Path, external_data: bool, timeout: float) -> None:
+        self._answer()
+        self.shards[sha256] = await asyncio.to_thread(path.read_bytes)
 
     async def load_stage(
         self, sha256: str, plan: worker_pb2.PlanManifest | None, timeout: float
@@ -119,13 +126,14 @@ class FakeWorker:
 class Coordinator:
     """The coordinator's control plane as server.py wires it, over fake workers."""
 
-    def __init__(self, workers: Mapping[str, FakeWorker]) -> None:
+    def __init__(self, workers: Mapping[str, FakeWorker], state: Path) -> None:
         settings = CoordinatorSettings(
             fleet=FLEET, probe_interval=0.01, probe_timeout=0.5, health_retry=0.01, recovery_window=0.0
         )
         self.workers = workers
         self.registry = Registry(lambda: self.members.live(), lambda: 0.0, settings.recovery_window)
-        self.installer = Installer(self.registry)
+        self.store = ModelStore(state / "store")
+        self.installer = Installer(self.registry, self.store)
 
         def connect(info: WorkerInfo) -> WorkerClient:
             return workers[info.id]
@@ -183,13 +191,15 @@ def chained(
     return env
 
 
-async def test_a_lost_worker_is_planned_around_onto_the_workers_left() -> None:
+async def test_a_lost_worker_is_planned_around_onto_the_workers_left(tmp_path: Path) -> None:
     workers = {w: FakeWorker(w) for w in ("w1", "w2", "w3")}
-    swarm = Coordinator(workers)
+    swarm = Coordinator(workers, tmp_path)
     model = zoo.mlp(layers=4, width=32, in_features=16, out_features=4)
     inputs = sample_inputs(model, batch=2)
     async with swarm.running():
-        first = await swarm.deployer.deploy("m", Mode.PIPELINE, 0, 0, model.SerializeToString())
+        first = await swarm.deployer.deploy(
+            "m", Mode.PIPELINE, 0, 0, swarm.store.put("m", model.SerializeToString())
+        )
         assert [s.workers for s in first.stages] == [("w1",), ("w2",), ("w3",)]
         assert all(len(w.loaded) == 1 and w.plans["m"].version == 1 for w in workers.values())
         assert await swarm.healer.heal("m", grace=0.0) is None  # nothing to heal
@@ -205,22 +215,24 @@ async def test_a_lost_worker_is_planned_around_onto_the_workers_left() -> None:
         np.testing.assert_array_equal(chained(second, workers, inputs)["y"], run_whole(model, inputs)["y"])
 
 
-async def test_a_worker_that_answers_with_another_id_is_kept_down() -> None:
+async def test_a_worker_that_answers_with_another_id_is_kept_down(tmp_path: Path) -> None:
     impostor = FakeWorker("real")
     impostor.id = "someone-else"
-    swarm = Coordinator({"real": impostor})
+    swarm = Coordinator({"real": impostor}, tmp_path)
     async with swarm.running(up=0):
         await swarm.until(lambda: "real" in swarm.members._refusals, "the impostor refused")
         assert swarm.members.live() == frozenset()
         assert "answers as worker someone-" in swarm.members._refusals["real"]
 
 
-async def test_a_restarted_worker_gets_back_the_stages_of_the_plans_in_force() -> None:
+async def test_a_restarted_worker_gets_back_the_stages_of_the_plans_in_force(tmp_path: Path) -> None:
     workers = {w: FakeWorker(w) for w in ("w1", "w2")}
-    swarm = Coordinator(workers)
+    swarm = Coordinator(workers, tmp_path)
     model = zoo.mlp(layers=2, width=16, in_features=8, out_features=2)
     async with swarm.running():
-        plan = await swarm.deployer.deploy("m", Mode.REPLICAS, 0, 0, model.SerializeToString())
+        plan = await swarm.deployer.deploy(
+            "m", Mode.REPLICAS, 0, 0, swarm.store.put("m", model.SerializeToString())
+        )
         workers["w2"].lose()
         await swarm.until(lambda: swarm.members.live() == {"w1"}, "w2 marked down")
 
@@ -232,7 +244,7 @@ async def test_a_restarted_worker_gets_back_the_stages_of_the_plans_in_force() -
 
 
 def request(mode: Mode, fleet: frozenset[str] = frozenset(), **calibrations: float) -> DeployRequest:
-    return DeployRequest(mode, 0, 0, b"", fleet=fleet, calibrations=tuple(sorted(calibrations.items())))
+    return DeployRequest(mode, 0, 0, NO_MODEL, fleet=fleet, calibrations=tuple(sorted(calibrations.items())))
 
 
 def test_a_worker_down_within_its_grace_is_not_yet_planned_around() -> None:

@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -15,18 +16,20 @@ from edgeswarm.coordinator.deploying.installer import Installer
 from edgeswarm.coordinator.deploying.layouts import layout_specs, parse_and_split
 from edgeswarm.coordinator.deploying.registry import DeployRequest, Registry
 from edgeswarm.coordinator.fleet.members import Members
+from edgeswarm.coordinator.modelstore import StoredModel
 from edgeswarm.coordinator.planning.measure import Measurer
-from edgeswarm.coordinator.planning.placement import asked_shape, fitted_shape, place
+from edgeswarm.coordinator.planning.placement import asked_shape, fitted_shape, over_memory, place
 from edgeswarm.coordinator.planning.plan_report import report
 from edgeswarm.coordinator.planning.planner import NoFit, PlanResult, neighbours
 from edgeswarm.coordinator.planning.planner import plan as plan_layout
 from edgeswarm.coordinator.planning.segments import Segments, segments_of
-from edgeswarm.errors import InvalidRequest, NotFound, PlacementError
-from edgeswarm.graph.loading import parse_model
-from edgeswarm.graph.partition import PartitionError
+from edgeswarm.errors import InvalidRequest, NotFound, PlacementError, Unimplemented
+from edgeswarm.graph.loading import load_checked_structure, parse_model
+from edgeswarm.graph.partition import PartitionError, balanced_cuts
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.signature import signature_of
-from edgeswarm.plans import Mode, Objective, Plan, Quantization, StageSpec
+from edgeswarm.graph.stagefiles import split_to_files
+from edgeswarm.plans import Mode, Objective, Plan, Quantization, Signature, StageSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class Deployer:
         self.members = members
         self.registry = registry
         self.installer = installer
+        self.store = installer.store
         self.measurer = measurer
         self._lock = asyncio.Lock()
 
@@ -52,7 +56,7 @@ class Deployer:
         mode: Mode,
         replicas: int,
         stages: int,
-        data: bytes,
+        model: StoredModel,
         fit: bool = False,
         why: str = "deploy",
         objective: Objective = Objective.THROUGHPUT,
@@ -60,8 +64,8 @@ class Deployer:
         quantization: Quantization | None = None,
     ) -> Plan:
         """Places `name` as asked: by the planner (auto), or as replicas or a pipeline of the asked
-        shape; with `fit`, on as many live workers as there are, up to what was asked. `data` is
-        the model as it is placed; `quantization` names what graph.quantize did to it, if anything."""
+        shape; with `fit`, on as many live workers as there are, up to what was asked. `model` is in
+        the store; `quantization` names its variant to place (made by graph.quantize), if any."""
         if not name:
             raise InvalidRequest("a model needs a name")
         if batching[0] < 0 or batching[1] < 0:
@@ -71,30 +75,53 @@ class Deployer:
             live = sorted(self.members.live())
             old = plans.get(name)
             version = (old.version + 1) if old else 1
-            if mode is Mode.AUTO:
-                model = await asyncio.to_thread(parse_model, name, data)
-                result, segments, _ = await self._measure_and_plan(name, model, objective, live)
-                specs, shards = await asyncio.to_thread(layout_specs, model, segments, result.chosen)
-                chosen = result.chosen
-                plan = Plan(
-                    name, version, mode, signature_of(model), tuple(specs),
-                    objective, chosen.throughput, chosen.latency,
-                )  # fmt: skip
-            else:
-                stage_count, per_stage = (fitted_shape if fit else asked_shape)(
-                    mode, replicas, stages, len(live)
+            self.store.touch(model.sha256)
+            source = model.variant_path(quantization) if quantization else model.path
+            if model.external and quantization is None:
+                # Planning by measurement would profile segments holding the weights: a model kept in
+                # external data is placed as a pipeline over the live workers instead.
+                stage_count, per_stage = (fitted_shape if fit or mode is Mode.AUTO else asked_shape)(
+                    Mode.PIPELINE if mode is Mode.AUTO else mode, replicas, stages, len(live)
                 )
                 load = Counter(w for plan in plans.values() for w in plan.workers)
                 placed = place(name, stage_count, per_stage, live, load)
-                cut = await asyncio.to_thread(parse_and_split, name, data, stage_count)
-                specs = [
-                    StageSpec(p.index, sha, len(p.model), p.inputs, p.outputs, p.carry, workers)
-                    for p, sha, workers in zip(cut.parts, cut.digests, placed, strict=True)
-                ]
-                shards = dict(zip(cut.digests, (p.model for p in cut.parts), strict=True))
-                plan = Plan(name, version, mode, cut.signature, tuple(specs))
+                await asyncio.to_thread(self.store.make_room, model.size, *self.kept())
+                signature, specs = await asyncio.to_thread(self._cut_files, name, source, stage_count, placed)
+                placed_as = Mode.PIPELINE if mode is Mode.AUTO else mode
+                plan = Plan(name, version, placed_as, signature, tuple(specs))
+            else:
+                data = await asyncio.to_thread(source.read_bytes)
+                if mode is Mode.AUTO:
+                    parsed = await asyncio.to_thread(parse_model, name, data)
+                    result, segments, _ = await self._measure_and_plan(name, parsed, objective, live)
+                    specs, shards = await asyncio.to_thread(layout_specs, parsed, segments, result.chosen)
+                    chosen = result.chosen
+                    plan = Plan(
+                        name, version, mode, signature_of(parsed), tuple(specs),
+                        objective, chosen.throughput, chosen.latency,
+                    )  # fmt: skip
+                else:
+                    stage_count, per_stage = (fitted_shape if fit else asked_shape)(
+                        mode, replicas, stages, len(live)
+                    )
+                    load = Counter(w for plan in plans.values() for w in plan.workers)
+                    placed = place(name, stage_count, per_stage, live, load)
+                    cut = await asyncio.to_thread(parse_and_split, name, data, stage_count)
+                    specs = [
+                        StageSpec(p.index, sha, len(p.model), p.inputs, p.outputs, p.carry, workers)
+                        for p, sha, workers in zip(cut.parts, cut.digests, placed, strict=True)
+                    ]
+                    shards = dict(zip(cut.digests, (p.model for p in cut.parts), strict=True))
+                    plan = Plan(name, version, mode, cut.signature, tuple(specs))
+                del data
+                await asyncio.to_thread(self._keep_stages, shards)
+            self.store.record_stages(model, [s.sha256 for s in specs])
             plan = replace(plan, batch_max=batching[0], batch_delay_s=batching[1], quantization=quantization)
-            self.installer.shards.update(shards)
+            why_not = over_memory(
+                name, [(s.size, s.workers) for s in specs], self._held(name), self._limits()
+            )
+            if why_not is not None:
+                raise PlacementError(why_not)
             try:
                 async with asyncio.TaskGroup() as tasks:
                     for spec in specs:
@@ -110,7 +137,7 @@ class Deployer:
             plans[name] = plan
             self.registry.retired.pop(name, None)
             self.registry.requests[name] = DeployRequest(
-                mode, replicas, stages, data, objective, frozenset(live), batching, self.calibrations(live),
+                mode, replicas, stages, model, objective, frozenset(live), batching, self.calibrations(live),
                 quantization,
             )  # fmt: skip
             self.registry.announce()
@@ -162,10 +189,67 @@ class Deployer:
         )  # fmt: skip
         return result, segments, document
 
-    async def plan_only(self, name: str, data: bytes, objective: Objective) -> dict[str, Any]:
-        """What an auto deploy of `data` would place, without placing anything."""
-        model = await asyncio.to_thread(parse_model, name, data)
-        return (await self._measure_and_plan(name, model, objective, sorted(self.members.live())))[2]
+    async def plan_only(
+        self, name: str, model: StoredModel, objective: Objective, quantization: Quantization | None = None
+    ) -> dict[str, Any]:
+        """What an auto deploy of `model` would place, without placing anything."""
+        if model.external and quantization is None:
+            raise Unimplemented(
+                f"model {name!r} keeps its weights in external data: planning by measurement needs them "
+                "in one file; deploy it with --mode pipeline, or plan it offline with --fleet"
+            )
+        source = model.variant_path(quantization) if quantization else model.path
+        data = await asyncio.to_thread(source.read_bytes)
+        parsed = await asyncio.to_thread(parse_model, name, data)
+        return (await self._measure_and_plan(name, parsed, objective, sorted(self.members.live())))[2]
+
+    def _limits(self) -> dict[str, int]:
+        return {w: d.memory_limit for w, d in self.members.descriptions.items()}
+
+    def _held(self, model: str) -> dict[str, int]:
+        """Bytes each worker holds for the plans of other models: what its stages took as they loaded
+        (as the worker last reported), else their size."""
+        held: Counter[str] = Counter()
+        for plan in self.registry.plans.values():
+            if plan.model == model:
+                continue
+            for stage in plan.stages:
+                for worker in stage.workers:
+                    known = self.members.descriptions.get(worker)
+                    measured = known.stage_memory.get(stage.sha256, 0) if known else 0
+                    held[worker] += measured or stage.size
+        return dict(held)
+
+    def kept(self) -> tuple[set[str], set[str]]:
+        """The models of plans in force and the stages they use: what room in the store is not made from."""
+        models = {r.model.sha256 for r in self.registry.requests.values()}
+        return models, set(self.registry.in_use())
+
+    def _keep_stages(self, shards: dict[str, bytes]) -> None:
+        self.store.make_room(sum(map(len, shards.values())), *self.kept())
+        for data in shards.values():
+            self.store.put_stage(data)
+
+    def _cut_files(
+        self, name: str, path: Path, stage_count: int, placed: Sequence[tuple[str, ...]]
+    ) -> tuple[Signature, list[StageSpec]]:
+        """Cuts a model kept in external data into the store, stage by stage, its weights copied range by
+        range: the model is never whole in memory."""
+        structure = load_checked_structure(name, path)
+        try:
+            cuts = balanced_cuts(structure, stage_count) if stage_count > 1 else []
+            with self.store.incoming() as out:
+                specs = []
+                for files, workers in zip(split_to_files(path, cuts, out, structure), placed, strict=True):
+                    sha = self.store.adopt_stage(files.model, files.data, files.data_sha256)
+                    size = sum(p.stat().st_size for _, p, _ in self.store.stage_files(sha))
+                    p = files.part
+                    specs.append(StageSpec(p.index, sha, size, p.inputs, p.outputs, p.carry, workers))
+        except PartitionError as exc:
+            raise InvalidRequest(f"model {name!r} cannot be split into {stage_count} stages: {exc}") from exc
+        except ValueError as exc:  # a weight's bytes not in its data file
+            raise InvalidRequest(f"model {name!r}: {exc}") from exc
+        return signature_of(structure), specs
 
     def calibrations(self, workers: Iterable[str]) -> tuple[tuple[str, float], ...]:
         """Each worker's last reported calibration (GFLOP/s), by id."""
@@ -183,7 +267,7 @@ class Deployer:
             request.mode,
             request.replicas,
             request.stages,
-            request.data,
+            request.model,
             fit=True,
             why=why,
             objective=request.objective,

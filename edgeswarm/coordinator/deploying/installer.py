@@ -1,7 +1,8 @@
-"""Putting stages onto workers: send each shard a worker lacks, then load it with its plan's manifest.
+"""Putting stages onto workers: send each file of a stage a worker lacks, from the model store on
+disk, then load it with its plan's manifest.
 
-The shards of every plan in force are kept here by sha256, so a worker that restarted and lost its
-cache is sent them again.
+The store keeps the stages of every plan in force across restarts, so a worker that lost its cache
+is sent them again, by this coordinator or by one that started after the deploy.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from collections.abc import Iterable, Sequence
 
 from edgeswarm.coordinator.deploying.manifests import manifest_of
 from edgeswarm.coordinator.deploying.registry import Registry
+from edgeswarm.coordinator.modelstore import ModelStore
 from edgeswarm.coordinator.worker_client import SHARD_TIMEOUT_S, WorkerClient
-from edgeswarm.errors import EdgeswarmError, StageUnavailable
+from edgeswarm.errors import EdgeswarmError, NotFound, StageUnavailable
 from edgeswarm.plans import Plan
 
 log = logging.getLogger(__name__)
@@ -21,9 +23,9 @@ UNLOAD_TIMEOUT_S = 5.0
 
 
 class Installer:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, store: ModelStore) -> None:
         self.registry = registry
-        self.shards: dict[str, bytes] = {}
+        self.store = store
 
     async def install(
         self,
@@ -39,20 +41,22 @@ class Installer:
             cached = set((await client.describe()).cached_shards)
         for sha in digests:
             if sha not in cached:
-                data = self.shards.get(sha)
-                if data is None:
+                try:
+                    files = self.store.stage_files(sha)
+                except NotFound as exc:
                     raise StageUnavailable(
-                        f"worker {worker_id[:8]} lost shard {sha[:12]}, which this coordinator never had "
-                        "(it took the plan over after a restart): deploy the model again"
-                    )
-                await client.put_shard(sha, data, SHARD_TIMEOUT_S)
+                        f"worker {worker_id[:8]} lost stage {sha[:12]}, and {exc.message}: deploy the "
+                        "model again"
+                    ) from exc
+                for file_sha, path, external_data in files:
+                    if file_sha not in cached:
+                        await client.put_file(file_sha, path, external_data, SHARD_TIMEOUT_S)
             owner = plan or self.registry.holding(sha)
             await client.load_stage(sha, manifest_of(owner) if owner else None, SHARD_TIMEOUT_S)
 
     async def unload(self, sha256: str, workers: Iterable[tuple[str, WorkerClient]]) -> None:
-        """Unloads a stage from `workers` (id, client) and forgets its shard; a worker that cannot be
-        reached is skipped."""
-        self.shards.pop(sha256, None)
+        """Unloads a stage from `workers` (id, client); a worker that cannot be reached is skipped. The
+        store keeps the stage until its room is needed."""
         for worker_id, client in workers:
             try:
                 await client.unload_stage(sha256, UNLOAD_TIMEOUT_S)

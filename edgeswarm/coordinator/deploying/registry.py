@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from edgeswarm.coordinator.modelstore import StoredModel
 from edgeswarm.coordinator.serving.route_choice import stages_without_workers
 from edgeswarm.errors import InvalidRequest, NotFound
 from edgeswarm.plans import Mode, Objective, Plan, Quantization
@@ -29,14 +30,14 @@ class DeployRequest:
     mode: Mode
     replicas: int
     stages: int
-    data: bytes
+    model: StoredModel  # the files as sent, in the store
     objective: Objective = Objective.THROUGHPUT
     # For "auto": the live workers the plan was made for; a change re-plans.
     fleet: frozenset[str] = frozenset()
     batching: tuple[int, float] = (0, 0.0)  # most requests per call, longest wait in seconds
     # For "auto": each worker's calibration (GFLOP/s) when planned; a drift re-plans.
     calibrations: tuple[tuple[str, float], ...] = ()
-    # What quantized `data` before it was kept (None: it is the model as sent).
+    # The variant of `model` placed (None: the model as sent).
     quantization: Quantization | None = None
 
 

@@ -47,3 +47,27 @@ def place(
         )
     ordered = sorted(live, key=lambda w: (load.get(w, 0), w))
     return [tuple(ordered[r * stages + s] for r in range(replicas)) for s in range(stages)]
+
+
+def over_memory(
+    model: str,
+    stages: Sequence[tuple[int, tuple[str, ...]]],
+    held: Mapping[str, int],
+    limits: Mapping[str, int],
+) -> str | None:
+    """Why a placement does not fit, or None: `stages` (bytes, workers) of `model` beside the bytes each
+    worker already `held` for other models (as measured when they loaded) must stay within each
+    worker's memory limit (0 or absent: unknown, not checked)."""
+    total = dict(held)
+    for size, workers in stages:
+        for worker in workers:
+            total[worker] = total.get(worker, 0) + size
+    for worker, used in sorted(total.items()):
+        limit = limits.get(worker, 0)
+        if limit and used > limit:
+            mine = sum(size for size, workers in stages if worker in workers)
+            return (
+                f"model {model!r}: worker {worker[:8]} would hold {used} bytes ({mine} of them this "
+                f"model's), over its memory limit of {limit} bytes; deploy it as more stages"
+            )
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
 from edgeswarm.coordinator.serving.uploads import UploadBudget, receive
+from edgeswarm.errors import EdgeswarmError, Unimplemented
 from edgeswarm.graph.quantize import quantized
 from edgeswarm.plans import Mode, Objective, Plan, Quantization, WorkerState
 
@@ -44,15 +46,28 @@ class ControlService(control_pb2_grpc.ControlServicer):
     async def Deploy(
         self, request_iterator: AsyncIterator[control_pb2.DeployRequest], context: grpc.aio.ServicerContext
     ) -> control_pb2.DeployResponse:
-        header, data = await receive(request_iterator, self.uploads, self.settings.max_model_bytes)
+        store = self.deployer.store
+        header, model = await receive(
+            request_iterator, self.uploads, self.settings.max_model_bytes, store, self.deployer.kept
+        )
+        log.info("model_stored model=%s sha256=%s bytes=%d files=%d", header.name, model.sha256[:12],
+                 model.size, len(model.files))  # fmt: skip
         mode = Mode.parse(header.mode or Mode.AUTO, "mode")
         objective = Objective.parse(header.objective or Objective.THROUGHPUT, "objective")
         quantization = Quantization.parse(header.quantize, "quantize") if header.quantize else None
-        if quantization is not None:
+        if quantization is not None and quantization not in model.variants:
+            if model.external:
+                raise Unimplemented(
+                    f"model {header.name!r} keeps its weights in external data, which a deploy does not "
+                    f"quantize yet: deploy the file `edgeswarm quantize --to {quantization}` writes"
+                )
+            data = await asyncio.to_thread(model.path.read_bytes)
             data = await asyncio.to_thread(quantized, header.name, data, quantization)
+            await asyncio.to_thread(store.add_variant, model, quantization, data)
             log.info("model_quantized model=%s method=%s bytes=%d", header.name, quantization, len(data))
+            del data
         if header.dry_run:
-            document = await self.deployer.plan_only(header.name, data, objective)
+            document = await self.deployer.plan_only(header.name, model, objective, quantization)
             return control_pb2.DeployResponse(plan_json=json.dumps(document))
         batching = (header.batch_max, header.batch_delay_ms / 1000)
         plan = await self.deployer.deploy(
@@ -60,7 +75,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
             mode,
             header.replicas,
             header.stages,
-            data,
+            model,
             objective=objective,
             batching=batching,
             quantization=quantization,
@@ -120,6 +135,31 @@ class ControlService(control_pb2_grpc.ControlServicer):
             workers=workers,
             models=[model_status(p, self._recent) for p in self.registry.plans.values()],
             links=[link_status(a, b, pair) for (a, b), pair in sorted(self.measurer.pairs.items())],
+            store=await asyncio.to_thread(self._store_status),
+        )
+
+    def _store_status(self) -> control_pb2.StoreStatus:
+        store = self.deployer.store
+        deployed = {r.model.sha256 for r in self.registry.requests.values()}
+        models = []
+        for m in store.models():
+            kept = 0
+            for sha in m.stages:
+                with contextlib.suppress(EdgeswarmError):
+                    kept += sum(path.stat().st_size for _, path, _ in store.stage_files(sha))
+            models.append(
+                control_pb2.StoredModel(
+                    name=m.name,
+                    sha256=m.sha256,
+                    size=m.size,
+                    variants=m.variants,
+                    deployed=m.sha256 in deployed,
+                    last_used=m.last_used,
+                    stage_bytes=kept,
+                )
+            )
+        return control_pb2.StoreStatus(
+            path=str(store.root), quota=store.quota, used=store.used(), models=models
         )
 
     def _recent(self, model: str, worker: str) -> float:

@@ -87,8 +87,9 @@ class NetFleet:
     def start_coordinator(self) -> None:
         host = self.coordinator_host
         self.coordinator = self._edgeswarm(
-            host, "coordinator", "coordinator", "--listen", self.coordinator_address
-        )
+            host, "coordinator", "coordinator", "--listen", self.coordinator_address,
+            "--state-dir", str(self.workdir / "coordinator-state"),
+        )  # fmt: skip
 
     def start_worker(self, name: str) -> None:
         host = self.worker_hosts[name]

@@ -24,39 +24,49 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64geswarm/v1/control.proto\x12\x0c\x65\x64geswarm.v1\"\xbb\x01\n\x0c\x44\x65ployHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12\x0e\n\x06stages\x18\x04 \x01(\x05\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x11\n\tobjective\x18\x06 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x12\x11\n\tbatch_max\x18\x08 \x01(\x05\x12\x16\n\x0e\x62\x61tch_delay_ms\x18\t \x01(\x01\x12\x10\n\x08quantize\x18\n \x01(\t\"I\n\rDeployRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.edgeswarm.v1.DeployHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"M\n\x0e\x44\x65ployResponse\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.edgeswarm.v1.ModelStatus\x12\x11\n\tplan_json\x18\x02 \x01(\t\"\x1f\n\x0fUndeployRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x12\n\x10UndeployResponse\"\x0f\n\rStatusRequest\"\xf5\x01\n\x0cWorkerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x63ores\x18\x05 \x01(\x05\x12\x18\n\x10memory_available\x18\x06 \x01(\x03\x12\x15\n\rloaded_stages\x18\x07 \x03(\t\x12\x11\n\tin_flight\x18\x08 \x01(\x05\x12\x1a\n\x12\x63\x61libration_gflops\x18\t \x01(\x01\x12\x0e\n\x06rtt_ms\x18\n \x01(\x01\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x0b \x01(\x01\x12\x14\n\x0cmemory_limit\x18\x0c \x01(\x03\"\x8e\x01\n\x0bStageStatus\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06inputs\x18\x04 \x03(\t\x12\x0f\n\x07outputs\x18\x05 \x03(\t\x12\x0f\n\x07workers\x18\x06 \x03(\t\x12\r\n\x05group\x18\x07 \x01(\x05\x12\x11\n\trecent_ms\x18\x08 \x03(\x01\"\xd2\x01\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12)\n\x06stages\x18\x05 \x03(\x0b\x32\x19.edgeswarm.v1.StageStatus\x12\x11\n\tobjective\x18\x06 \x01(\t\x12\x15\n\rpredicted_rps\x18\x07 \x01(\x01\x12\x1c\n\x14predicted_latency_ms\x18\x08 \x01(\x01\x12\x14\n\x0cquantization\x18\t \x01(\t\"\xb1\x01\n\x0eStatusResponse\x12\r\n\x05\x66leet\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12+\n\x07workers\x18\x03 \x03(\x0b\x32\x1a.edgeswarm.v1.WorkerStatus\x12)\n\x06models\x18\x04 \x03(\x0b\x32\x19.edgeswarm.v1.ModelStatus\x12\'\n\x05links\x18\x05 \x03(\x0b\x32\x18.edgeswarm.v1.LinkStatus\"g\n\nLinkStatus\x12\x0f\n\x07\x66rom_id\x18\x01 \x01(\t\x12\r\n\x05to_id\x18\x02 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x03 \x01(\x01\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x04 \x01(\x01\x12\x11\n\treachable\x18\x05 \x01(\x08\"$\n\x12\x44rainWorkerRequest\x12\x0e\n\x06worker\x18\x01 \x01(\t\"/\n\x13\x44rainWorkerResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t2\xb6\x02\n\x07\x43ontrol\x12G\n\x06\x44\x65ploy\x12\x1b.edgeswarm.v1.DeployRequest\x1a\x1c.edgeswarm.v1.DeployResponse\"\x00(\x01\x12K\n\x08Undeploy\x12\x1d.edgeswarm.v1.UndeployRequest\x1a\x1e.edgeswarm.v1.UndeployResponse\"\x00\x12\x45\n\x06Status\x12\x1b.edgeswarm.v1.StatusRequest\x1a\x1c.edgeswarm.v1.StatusResponse\"\x00\x12N\n\x05\x44rain\x12 .edgeswarm.v1.DrainWorkerRequest\x1a!.edgeswarm.v1.DrainWorkerResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64geswarm/v1/control.proto\x12\x0c\x65\x64geswarm.v1\"\xbb\x01\n\x0c\x44\x65ployHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12\x0e\n\x06stages\x18\x04 \x01(\x05\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x11\n\tobjective\x18\x06 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x12\x11\n\tbatch_max\x18\x08 \x01(\x05\x12\x16\n\x0e\x62\x61tch_delay_ms\x18\t \x01(\x01\x12\x10\n\x08quantize\x18\n \x01(\t\"(\n\nDeployFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"q\n\rDeployRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.edgeswarm.v1.DeployHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12&\n\x04\x66ile\x18\x03 \x01(\x0b\x32\x18.edgeswarm.v1.DeployFile\"M\n\x0e\x44\x65ployResponse\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.edgeswarm.v1.ModelStatus\x12\x11\n\tplan_json\x18\x02 \x01(\t\"\x1f\n\x0fUndeployRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x12\n\x10UndeployResponse\"\x0f\n\rStatusRequest\"\xf5\x01\n\x0cWorkerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x63ores\x18\x05 \x01(\x05\x12\x18\n\x10memory_available\x18\x06 \x01(\x03\x12\x15\n\rloaded_stages\x18\x07 \x03(\t\x12\x11\n\tin_flight\x18\x08 \x01(\x05\x12\x1a\n\x12\x63\x61libration_gflops\x18\t \x01(\x01\x12\x0e\n\x06rtt_ms\x18\n \x01(\x01\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x0b \x01(\x01\x12\x14\n\x0cmemory_limit\x18\x0c \x01(\x03\"\x8e\x01\n\x0bStageStatus\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06inputs\x18\x04 \x03(\t\x12\x0f\n\x07outputs\x18\x05 \x03(\t\x12\x0f\n\x07workers\x18\x06 \x03(\t\x12\r\n\x05group\x18\x07 \x01(\x05\x12\x11\n\trecent_ms\x18\x08 \x03(\x01\"\xd2\x01\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12)\n\x06stages\x18\x05 \x03(\x0b\x32\x19.edgeswarm.v1.StageStatus\x12\x11\n\tobjective\x18\x06 \x01(\t\x12\x15\n\rpredicted_rps\x18\x07 \x01(\x01\x12\x1c\n\x14predicted_latency_ms\x18\x08 \x01(\x01\x12\x14\n\x0cquantization\x18\t \x01(\t\"\xdb\x01\n\x0eStatusResponse\x12\r\n\x05\x66leet\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12+\n\x07workers\x18\x03 \x03(\x0b\x32\x1a.edgeswarm.v1.WorkerStatus\x12)\n\x06models\x18\x04 \x03(\x0b\x32\x19.edgeswarm.v1.ModelStatus\x12\'\n\x05links\x18\x05 \x03(\x0b\x32\x18.edgeswarm.v1.LinkStatus\x12(\n\x05store\x18\x06 \x01(\x0b\x32\x19.edgeswarm.v1.StoreStatus\"c\n\x0bStoreStatus\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05quota\x18\x02 \x01(\x03\x12\x0c\n\x04used\x18\x03 \x01(\x03\x12)\n\x06models\x18\x04 \x03(\x0b\x32\x19.edgeswarm.v1.StoredModel\"\xdf\x01\n\x0bStoredModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x39\n\x08variants\x18\x04 \x03(\x0b\x32\'.edgeswarm.v1.StoredModel.VariantsEntry\x12\x10\n\x08\x64\x65ployed\x18\x05 \x01(\x08\x12\x11\n\tlast_used\x18\x06 \x01(\x01\x12\x13\n\x0bstage_bytes\x18\x07 \x01(\x03\x1a/\n\rVariantsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"g\n\nLinkStatus\x12\x0f\n\x07\x66rom_id\x18\x01 \x01(\t\x12\r\n\x05to_id\x18\x02 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x03 \x01(\x01\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x04 \x01(\x01\x12\x11\n\treachable\x18\x05 \x01(\x08\"$\n\x12\x44rainWorkerRequest\x12\x0e\n\x06worker\x18\x01 \x01(\t\"/\n\x13\x44rainWorkerResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t2\xb6\x02\n\x07\x43ontrol\x12G\n\x06\x44\x65ploy\x12\x1b.edgeswarm.v1.DeployRequest\x1a\x1c.edgeswarm.v1.DeployResponse\"\x00(\x01\x12K\n\x08Undeploy\x12\x1d.edgeswarm.v1.UndeployRequest\x1a\x1e.edgeswarm.v1.UndeployResponse\"\x00\x12\x45\n\x06Status\x12\x1b.edgeswarm.v1.StatusRequest\x1a\x1c.edgeswarm.v1.StatusResponse\"\x00\x12N\n\x05\x44rain\x12 .edgeswarm.v1.DrainWorkerRequest\x1a!.edgeswarm.v1.DrainWorkerResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgeswarm.v1.control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_STOREDMODEL_VARIANTSENTRY']._loaded_options = None
+  _globals['_STOREDMODEL_VARIANTSENTRY']._serialized_options = b'8\001'
   _globals['_DEPLOYHEADER']._serialized_start=45
   _globals['_DEPLOYHEADER']._serialized_end=232
-  _globals['_DEPLOYREQUEST']._serialized_start=234
-  _globals['_DEPLOYREQUEST']._serialized_end=307
-  _globals['_DEPLOYRESPONSE']._serialized_start=309
-  _globals['_DEPLOYRESPONSE']._serialized_end=386
-  _globals['_UNDEPLOYREQUEST']._serialized_start=388
-  _globals['_UNDEPLOYREQUEST']._serialized_end=419
-  _globals['_UNDEPLOYRESPONSE']._serialized_start=421
-  _globals['_UNDEPLOYRESPONSE']._serialized_end=439
-  _globals['_STATUSREQUEST']._serialized_start=441
-  _globals['_STATUSREQUEST']._serialized_end=456
-  _globals['_WORKERSTATUS']._serialized_start=459
-  _globals['_WORKERSTATUS']._serialized_end=704
-  _globals['_STAGESTATUS']._serialized_start=707
-  _globals['_STAGESTATUS']._serialized_end=849
-  _globals['_MODELSTATUS']._serialized_start=852
-  _globals['_MODELSTATUS']._serialized_end=1062
-  _globals['_STATUSRESPONSE']._serialized_start=1065
-  _globals['_STATUSRESPONSE']._serialized_end=1242
-  _globals['_LINKSTATUS']._serialized_start=1244
-  _globals['_LINKSTATUS']._serialized_end=1347
-  _globals['_DRAINWORKERREQUEST']._serialized_start=1349
-  _globals['_DRAINWORKERREQUEST']._serialized_end=1385
-  _globals['_DRAINWORKERRESPONSE']._serialized_start=1387
-  _globals['_DRAINWORKERRESPONSE']._serialized_end=1434
-  _globals['_CONTROL']._serialized_start=1437
-  _globals['_CONTROL']._serialized_end=1747
+  _globals['_DEPLOYFILE']._serialized_start=234
+  _globals['_DEPLOYFILE']._serialized_end=274
+  _globals['_DEPLOYREQUEST']._serialized_start=276
+  _globals['_DEPLOYREQUEST']._serialized_end=389
+  _globals['_DEPLOYRESPONSE']._serialized_start=391
+  _globals['_DEPLOYRESPONSE']._serialized_end=468
+  _globals['_UNDEPLOYREQUEST']._serialized_start=470
+  _globals['_UNDEPLOYREQUEST']._serialized_end=501
+  _globals['_UNDEPLOYRESPONSE']._serialized_start=503
+  _globals['_UNDEPLOYRESPONSE']._serialized_end=521
+  _globals['_STATUSREQUEST']._serialized_start=523
+  _globals['_STATUSREQUEST']._serialized_end=538
+  _globals['_WORKERSTATUS']._serialized_start=541
+  _globals['_WORKERSTATUS']._serialized_end=786
+  _globals['_STAGESTATUS']._serialized_start=789
+  _globals['_STAGESTATUS']._serialized_end=931
+  _globals['_MODELSTATUS']._serialized_start=934
+  _globals['_MODELSTATUS']._serialized_end=1144
+  _globals['_STATUSRESPONSE']._serialized_start=1147
+  _globals['_STATUSRESPONSE']._serialized_end=1366
+  _globals['_STORESTATUS']._serialized_start=1368
+  _globals['_STORESTATUS']._serialized_end=1467
+  _globals['_STOREDMODEL']._serialized_start=1470
+  _globals['_STOREDMODEL']._serialized_end=1693
+  _globals['_STOREDMODEL_VARIANTSENTRY']._serialized_start=1646
+  _globals['_STOREDMODEL_VARIANTSENTRY']._serialized_end=1693
+  _globals['_LINKSTATUS']._serialized_start=1695
+  _globals['_LINKSTATUS']._serialized_end=1798
+  _globals['_DRAINWORKERREQUEST']._serialized_start=1800
+  _globals['_DRAINWORKERREQUEST']._serialized_end=1836
+  _globals['_DRAINWORKERRESPONSE']._serialized_start=1838
+  _globals['_DRAINWORKERRESPONSE']._serialized_end=1885
+  _globals['_CONTROL']._serialized_start=1888
+  _globals['_CONTROL']._serialized_end=2198
 # @@protoc_insertion_point(module_scope)

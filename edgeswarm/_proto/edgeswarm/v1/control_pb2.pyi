@@ -30,13 +30,23 @@ class DeployHeader(_message.Message):
     quantize: str
     def __init__(self, name: _Optional[str] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., stages: _Optional[int] = ..., size: _Optional[int] = ..., objective: _Optional[str] = ..., dry_run: _Optional[bool] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., quantize: _Optional[str] = ...) -> None: ...
 
+class DeployFile(_message.Message):
+    __slots__ = ("name", "size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
 class DeployRequest(_message.Message):
-    __slots__ = ("header", "data")
+    __slots__ = ("header", "data", "file")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
     header: DeployHeader
     data: bytes
-    def __init__(self, header: _Optional[_Union[DeployHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    file: DeployFile
+    def __init__(self, header: _Optional[_Union[DeployHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., file: _Optional[_Union[DeployFile, _Mapping]] = ...) -> None: ...
 
 class DeployResponse(_message.Message):
     __slots__ = ("model", "plan_json")
@@ -131,18 +141,57 @@ class ModelStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., mode: _Optional[str] = ..., ready: _Optional[bool] = ..., stages: _Optional[_Iterable[_Union[StageStatus, _Mapping]]] = ..., objective: _Optional[str] = ..., predicted_rps: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., quantization: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("fleet", "version", "workers", "models", "links")
+    __slots__ = ("fleet", "version", "workers", "models", "links", "store")
     FLEET_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
     fleet: str
     version: str
     workers: _containers.RepeatedCompositeFieldContainer[WorkerStatus]
     models: _containers.RepeatedCompositeFieldContainer[ModelStatus]
     links: _containers.RepeatedCompositeFieldContainer[LinkStatus]
-    def __init__(self, fleet: _Optional[str] = ..., version: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ...) -> None: ...
+    store: StoreStatus
+    def __init__(self, fleet: _Optional[str] = ..., version: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., store: _Optional[_Union[StoreStatus, _Mapping]] = ...) -> None: ...
+
+class StoreStatus(_message.Message):
+    __slots__ = ("path", "quota", "used", "models")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    quota: int
+    used: int
+    models: _containers.RepeatedCompositeFieldContainer[StoredModel]
+    def __init__(self, path: _Optional[str] = ..., quota: _Optional[int] = ..., used: _Optional[int] = ..., models: _Optional[_Iterable[_Union[StoredModel, _Mapping]]] = ...) -> None: ...
+
+class StoredModel(_message.Message):
+    __slots__ = ("name", "sha256", "size", "variants", "deployed", "last_used", "stage_bytes")
+    class VariantsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYED_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    STAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    sha256: str
+    size: int
+    variants: _containers.ScalarMap[str, int]
+    deployed: bool
+    last_used: float
+    stage_bytes: int
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., variants: _Optional[_Mapping[str, int]] = ..., deployed: _Optional[bool] = ..., last_used: _Optional[float] = ..., stage_bytes: _Optional[int] = ...) -> None: ...
 
 class LinkStatus(_message.Message):
     __slots__ = ("from_id", "to_id", "rtt_ms", "bandwidth_mbps", "reachable")

@@ -14,7 +14,14 @@ class DescribeRequest(_message.Message):
     def __init__(self, coordinator: _Optional[str] = ...) -> None: ...
 
 class WorkerDescription(_message.Message):
-    __slots__ = ("id", "name", "fleet", "version", "cores", "memory_available", "cached_shards", "loaded_stages", "onnxruntime_version", "plans", "calibration_gflops", "memory_limit")
+    __slots__ = ("id", "name", "fleet", "version", "cores", "memory_available", "cached_shards", "loaded_stages", "onnxruntime_version", "plans", "calibration_gflops", "memory_limit", "stage_memory")
+    class StageMemoryEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     FLEET_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +34,7 @@ class WorkerDescription(_message.Message):
     PLANS_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_GFLOPS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    STAGE_MEMORY_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     fleet: str
@@ -39,7 +47,8 @@ class WorkerDescription(_message.Message):
     plans: _containers.RepeatedCompositeFieldContainer[PlanManifest]
     calibration_gflops: float
     memory_limit: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., fleet: _Optional[str] = ..., version: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., cached_shards: _Optional[_Iterable[str]] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[PlanManifest, _Mapping]]] = ..., calibration_gflops: _Optional[float] = ..., memory_limit: _Optional[int] = ...) -> None: ...
+    stage_memory: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., fleet: _Optional[str] = ..., version: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., cached_shards: _Optional[_Iterable[str]] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[PlanManifest, _Mapping]]] = ..., calibration_gflops: _Optional[float] = ..., memory_limit: _Optional[int] = ..., stage_memory: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TensorSpec(_message.Message):
     __slots__ = ("name", "datatype", "shape")
@@ -92,14 +101,16 @@ class PlanManifest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., mode: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageManifest, _Mapping]]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ...) -> None: ...
 
 class ShardChunk(_message.Message):
-    __slots__ = ("sha256", "size", "data")
+    __slots__ = ("sha256", "size", "data", "external_data")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_DATA_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     size: int
     data: bytes
-    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    external_data: bool
+    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ..., external_data: _Optional[bool] = ...) -> None: ...
 
 class PutShardResponse(_message.Message):
     __slots__ = ("sha256", "already_cached")
