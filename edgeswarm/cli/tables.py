@@ -21,10 +21,10 @@ SHORT_ID = 8
 # Wide enough to measure a table at its natural width.
 _UNBOUNDED = 10_000
 
-_WORKER_COLUMNS = ("id", "name", "state", "GFLOP/s", "mem limit", "in flight")
+_WORKER_COLUMNS = ("id", "name", "state", "GFLOP/s", "mem used", "mem limit", "in flight")
 _WORKER_COLUMNS_WIDE = (
-    "id", "name", "address", "state", "cores", "GFLOP/s", "mem free", "mem limit", "rtt ms", "MB/s",
-    "stages", "in flight",
+    "id", "name", "address", "state", "cores", "GFLOP/s", "mem free", "mem used", "mem limit", "rtt ms",
+    "MB/s", "stages", "in flight",
 )  # fmt: skip
 _MODEL_COLUMNS = ("model", "v", "mode", "route", "stage", "workers", "recent ms")
 _MODEL_COLUMNS_WIDE = (
@@ -33,8 +33,8 @@ _MODEL_COLUMNS_WIDE = (
 )  # fmt: skip
 _STORE_COLUMNS = ("model", "sha256", "as sent", "quantized", "stages kept", "deployed", "last used")
 _NUMERIC = {
-    "GFLOP/s", "mem free", "mem limit", "rtt ms", "MB/s", "cores", "in flight", "v", "version", "as sent",
-    "stages kept",
+    "GFLOP/s", "mem free", "mem used", "mem limit", "rtt ms", "MB/s", "cores", "in flight", "v", "version",
+    "as sent", "stages kept",
 }  # fmt: skip
 # Names are never cut: folded onto a second line if they must be.
 _NAMES = {"name", "model", "between", "workers (recent ms)"}
@@ -123,6 +123,7 @@ def _worker_cells(w: WorkerStatus) -> dict[str, str]:
         "cores": str(w.cores),
         "GFLOP/s": f"{w.calibration_gflops:.1f}",
         "mem free": _size(w.memory_available or None),
+        "mem used": _size(w.memory_used),
         "mem limit": _size(w.memory_limit or None),
         "rtt ms": f"{w.rtt_ms:.2f}" if w.rtt_ms else "-",
         "MB/s": f"{w.bandwidth_mbps:.1f}" if w.bandwidth_mbps else "-",

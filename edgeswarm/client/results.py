@@ -34,6 +34,8 @@ class WorkerStatus:
     bandwidth_mbps: float
     # Bytes of stages it may hold (its limit, or its memory); 0 while not yet known.
     memory_limit: int
+    # Resident bytes its loaded stages took as they loaded (measured there).
+    memory_used: int = 0
 
     @classmethod
     def from_proto(cls, message: control_pb2.WorkerStatus) -> WorkerStatus:
@@ -50,6 +52,7 @@ class WorkerStatus:
             rtt_ms=message.rtt_ms,
             bandwidth_mbps=message.bandwidth_mbps,
             memory_limit=message.memory_limit,
+            memory_used=message.memory_used,
         )
 
 

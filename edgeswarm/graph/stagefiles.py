@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -71,10 +71,15 @@ class StageFiles:
 
 
 def split_to_files(
-    model_path: Path, cuts: Sequence[int], out_dir: Path, model: onnx.ModelProto | None = None
+    model_path: Path,
+    cuts: Sequence[int],
+    out_dir: Path,
+    model: onnx.ModelProto | None = None,
+    check: Callable[[list[StagePart]], None] = lambda parts: None,
 ) -> list[StageFiles]:
     """Cuts the model at `model_path` (whose structure, as `load_structure` reads it, may be given) and
     writes each stage as `stage<k>.onnx` + a data file named by its sha256, which the graph names.
+    `check(parts)` sees the stages before any byte is written, and may refuse them by raising.
 
     The model is read without its external data; each stage's weights are copied from the source
     data files range by range, so a weight used by two stages is written into both.
@@ -83,7 +88,9 @@ def split_to_files(
     model = model if model is not None else load_structure(model_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     stages = []
-    for part in split(model, cuts):
+    parts = split(model, cuts)
+    check(parts)
+    for part in parts:
         stage = onnx.load_from_string(part.model)
         external = [t for t in stage.graph.initializer if uses_external_data(t)]
         data_path, data_sha = None, ""

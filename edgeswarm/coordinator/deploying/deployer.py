@@ -25,7 +25,7 @@ from edgeswarm.coordinator.planning.planner import plan as plan_layout
 from edgeswarm.coordinator.planning.segments import Segments, segments_of
 from edgeswarm.errors import InvalidRequest, NotFound, PlacementError, Unimplemented
 from edgeswarm.graph.loading import load_checked_structure, parse_model
-from edgeswarm.graph.partition import PartitionError, balanced_cuts
+from edgeswarm.graph.partition import PartitionError, StagePart, balanced_cuts
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.signature import signature_of
 from edgeswarm.graph.stagefiles import split_to_files
@@ -236,11 +236,20 @@ class Deployer:
         """Cuts a model kept in external data into the store, stage by stage, its weights copied range by
         range: the model is never whole in memory."""
         structure = load_checked_structure(name, path)
+
+        def fits(parts: list[StagePart]) -> None:
+            sizes = [(p.parameter_bytes, workers) for p, workers in zip(parts, placed, strict=True)]
+            why_not = over_memory(name, sizes, self._held(name), self._limits())
+            if why_not is not None:
+                raise PlacementError(why_not)
+
         try:
             cuts = balanced_cuts(structure, stage_count) if stage_count > 1 else []
             with self.store.incoming() as out:
                 specs = []
-                for files, workers in zip(split_to_files(path, cuts, out, structure), placed, strict=True):
+                for files, workers in zip(
+                    split_to_files(path, cuts, out, structure, fits), placed, strict=True
+                ):
                     sha = self.store.adopt_stage(files.model, files.data, files.data_sha256)
                     size = sum(p.stat().st_size for _, p, _ in self.store.stage_files(sha))
                     p = files.part

@@ -71,7 +71,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("id", "name", "address", "state", "cores", "memory_available", "loaded_stages", "in_flight", "calibration_gflops", "rtt_ms", "bandwidth_mbps", "memory_limit")
+    __slots__ = ("id", "name", "address", "state", "cores", "memory_available", "loaded_stages", "in_flight", "calibration_gflops", "rtt_ms", "bandwidth_mbps", "memory_limit", "memory_used")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class WorkerStatus(_message.Message):
     RTT_MS_FIELD_NUMBER: _ClassVar[int]
     BANDWIDTH_MBPS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -96,7 +97,8 @@ class WorkerStatus(_message.Message):
     rtt_ms: float
     bandwidth_mbps: float
     memory_limit: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., in_flight: _Optional[int] = ..., calibration_gflops: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., bandwidth_mbps: _Optional[float] = ..., memory_limit: _Optional[int] = ...) -> None: ...
+    memory_used: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., in_flight: _Optional[int] = ..., calibration_gflops: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., bandwidth_mbps: _Optional[float] = ..., memory_limit: _Optional[int] = ..., memory_used: _Optional[int] = ...) -> None: ...
 
 class StageStatus(_message.Message):
     __slots__ = ("index", "sha256", "size", "inputs", "outputs", "workers", "group", "recent_ms")

@@ -1,0 +1,108 @@
+"""A model over protobuf's 2 GiB limit, in external data, deployed as a 4-stage pipeline on workers
+whose memory_limit lets none hold more than 30% of it: bit-exact, and neither the CLI nor the
+coordinator grows by more than 256 MB while the model goes through them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeswarm.client import Client, PlacementError
+from edgeswarm.dev.bigmodel import WIDTH, write_big_mlp
+from edgeswarm.dev.localfleet import LocalFleet
+from edgeswarm.dev.reference import reference
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MIB = 1024 * 1024
+GROWTH_BOUND = 256 * MIB
+
+# The CLI's deploy, with its resident memory read before the deploy and its peak after.
+CLI_WITH_MEMORY = """
+import json, sys
+from pathlib import Path
+from edgeswarm.cli import main
+
+def status(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+before = status("VmRSS")
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "rss_before": before, "hwm_after": status("VmHWM")}))
+"""
+
+
+def memory_of(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
+@pytest.fixture(scope="module")
+def big_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+    path = tmp_path_factory.mktemp("big") / "big.onnx"
+    size = write_big_mlp(path)
+    # Over what one protobuf message may hold (2**31 - 1 bytes); the weights are all in big.data.
+    assert size >= 2**31 and path.stat().st_size < MIB
+    yield path, size
+    path.with_suffix(".data").unlink()
+
+
+def test_a_model_over_2_gib_runs_as_a_4_stage_pipeline_bit_exact_with_flat_memory(
+    big_model: tuple[Path, int], tmp_path: Path
+) -> None:
+    path, size = big_model
+    limit = int(0.3 * size)
+    env = {"EDGESWARM_WORKER_MEMORY_LIMIT": str(limit)}
+    with LocalFleet(tmp_path / "fleet", workers=4, env=env) as fleet:
+        fleet.wait_ready(timeout=120)
+        assert fleet.coordinator is not None
+        coordinator = fleet.coordinator.pid
+        before = memory_of(coordinator)
+        argv = [
+            sys.executable, "-c", CLI_WITH_MEMORY, "deploy", str(path), "--name", "big", "--mode", "pipeline",
+            "--stages", "4", "--coordinator", fleet.coordinator_address,
+        ]  # fmt: skip
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+        assert run.returncode == 0, run.stderr[-3000:]
+        cli = json.loads(run.stdout.strip().splitlines()[-1])
+        assert cli["code"] == 0
+        after = memory_of(coordinator)
+        coordinator_growth = after["VmHWM"] - before["VmRSS"]
+        cli_growth = cli["hwm_after"] - cli["rss_before"]
+        print(
+            f"\nmodel {size / MIB:.0f} MiB in 4 stages, worker memory_limit {limit / MIB:.0f} MiB: "
+            f"coordinator RSS {before['VmRSS'] / MIB:.0f} MiB before, peak {after['VmHWM'] / MIB:.0f} MiB "
+            f"(+{coordinator_growth / MIB:.0f}); CLI RSS {cli['rss_before'] / MIB:.0f} MiB before, peak "
+            f"{cli['hwm_after'] / MIB:.0f} MiB (+{cli_growth / MIB:.0f})"
+        )
+        assert coordinator_growth < GROWTH_BOUND
+        assert cli_growth < GROWTH_BOUND
+
+        x = np.random.default_rng(3).standard_normal((2, WIDTH), dtype=np.float32)
+        with Client(fleet.coordinator_address) as client:
+            status = client.status()
+            (model,) = status.models
+            assert len(model.stages) == 4 and all(stage.size < limit for stage in model.stages)
+            assert len({w for s in model.stages for w in s.workers}) == 4
+            got = client.infer("big", {"x": x}, timeout=120)["y"]
+            # The whole model on one worker does not fit its memory_limit: refused with the numbers.
+            with pytest.raises(PlacementError, match=r"over its memory limit of \d+ bytes"):
+                client.deploy(path, "big-whole", mode="replicas", replicas=1, timeout=900)
+            workers = client.status().workers
+        for w in workers:  # what each worker's stage took as it loaded, as the planner counts it
+            print(f"{w.name}: stage {w.loaded_stages}, resident {w.memory_used / MIB:.0f} MiB after load")
+        assert all(w.memory_used > 0 for w in workers)
+        np.testing.assert_array_equal(got, reference(path, {"x": x})["y"])
+        assert not any((fleet.workdir / "coordinator-state" / "store" / "incoming").iterdir())
