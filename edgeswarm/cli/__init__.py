@@ -215,11 +215,17 @@ def _run(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     import onnx
 
+    from edgeswarm.graph.externaldata import model_files
     from edgeswarm.graph.quantize import quantize
 
-    model = onnx.load(str(args.model))
-    onnx.save(quantize(model, Quantization(args.to)), str(args.output))
-    before, after = args.model.stat().st_size, args.output.stat().st_size
+    model = onnx.load(str(args.model))  # with its external data: this holds the model whole
+    quantized = quantize(model, Quantization(args.to))
+    # Over protobuf's limit for one file, the weights go to a data file beside it.
+    large = quantized.ByteSize() >= 2**31 - 1
+    location = f"{args.output.name}.data"
+    onnx.save(quantized, str(args.output), save_as_external_data=large, location=location)
+    before = sum(size for _, _, size in model_files(args.model))
+    after = sum(size for _, _, size in model_files(args.output))
     print(f"wrote {args.output}: {args.to}, {after} bytes ({after / before:.3f}x of {before})")
     return 0
 

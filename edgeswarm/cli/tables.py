@@ -21,7 +21,7 @@ SHORT_ID = 8
 # Wide enough to measure a table at its natural width.
 _UNBOUNDED = 10_000
 
-_WORKER_COLUMNS = ("id", "name", "state", "GFLOP/s", "mem used", "mem limit", "in flight")
+_WORKER_COLUMNS = ("id", "name", "state", "GFLOP/s", "mem limit", "in flight")
 _WORKER_COLUMNS_WIDE = (
     "id", "name", "address", "state", "cores", "GFLOP/s", "mem free", "mem used", "mem limit", "rtt ms",
     "MB/s", "stages", "in flight",
@@ -31,10 +31,10 @@ _MODEL_COLUMNS_WIDE = (
     "model", "version", "mode", "ready", "route", "stage", "inputs", "outputs", "workers (recent ms)",
     "predicted",
 )  # fmt: skip
-_STORE_COLUMNS = ("model", "sha256", "as sent", "quantized", "stages kept", "deployed", "last used")
+_STORE_COLUMNS = ("model", "sha256", "as sent", "int8", "int4", "live", "used")
 _NUMERIC = {
     "GFLOP/s", "mem free", "mem used", "mem limit", "rtt ms", "MB/s", "cores", "in flight", "v", "version",
-    "as sent", "stages kept",
+    "as sent", "int8", "int4",
 }  # fmt: skip
 # Names are never cut: folded onto a second line if they must be.
 _NAMES = {"name", "model", "between", "workers (recent ms)"}
@@ -55,14 +55,18 @@ def print_store(store: StoreStatus, console: Console | None = None) -> None:
 
 
 def store_table(store: StoreStatus) -> Table:
-    """The model store: each model's bytes as sent and quantized, its kept stages, whether deployed."""
+    """The model store: each model's bytes as sent and quantized, whether deployed, when last used."""
     quota = f"of {_size(store.quota)}" if store.quota else "no quota"
-    quota = f"{_size(store.used)} {quota}"
-    table = _table(f"model store {store.path} — {quota}", _STORE_COLUMNS)
+    table = _table(f"model store {store.path}: {_size(store.used)} {quota}", _STORE_COLUMNS)
     for m in sorted(store.models, key=lambda m: -m.last_used):
-        variants = ", ".join(f"{k} {_size(v)} ({v / m.size:.2f}x)" for k, v in sorted(m.variants.items()))
+        variants = {
+            method: f"{_size(m.variants[method])}\n{m.variants[method] / m.size:.2f}x"
+            if method in m.variants
+            else "-"
+            for method in ("int8", "int4")
+        }
         table.add_row(
-            m.name, m.sha256[:12], _size(m.size), variants or "-", _size(m.stage_bytes),
+            m.name, m.sha256[:SHORT_ID], _size(m.size), variants["int8"], variants["int4"],
             "yes" if m.deployed else "no", _ago(m.last_used),
         )  # fmt: skip
     return table
@@ -226,6 +230,10 @@ def print_inspection(
     console = console or Console()
     params, gflops = _size(report["parameter_bytes"]), report["flops"] / 1e9
     console.print(f"[bold]{path}[/bold]: {report['nodes']} nodes, {params} of parameters, {gflops:.3f} GFLOP")
+    quantized = report["quantized_bytes_estimate"]
+    console.print(
+        "quantized (estimated): " + ", ".join(f"{k} {_size(v)}" for k, v in sorted(quantized.items()))
+    )
     console.print(f"inputs:  {_tensors(report['inputs'])}")
     console.print(f"outputs: {_tensors(report['outputs'])}")
     cuts = [c for c in report["cuts"] if every_cut or c["natural"]]

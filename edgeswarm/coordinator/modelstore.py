@@ -180,6 +180,10 @@ class ModelStore:
         self._update(model.sha256, variants={method: len(data)})
         return path
 
+    def add_variant_size(self, model: StoredModel, method: str, size: int) -> None:
+        """Records the bytes of `model` quantized by `method` where it is kept as stages only."""
+        self._update(model.sha256, variants={method: size})
+
     def record_stages(self, model: StoredModel, digests: list[str]) -> None:
         self._update(model.sha256, stages=digests)
 

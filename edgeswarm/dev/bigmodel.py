@@ -4,6 +4,10 @@ at a time, so that neither the model nor one layer's worth of copies is held twi
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +53,38 @@ def write_big_mlp(path: Path, layers: int = LAYERS, width: int = WIDTH, seed: in
     model.ir_version = 8
     onnx.save_model(model, str(path))
     return layers * width * width * 4
+
+
+def memory_of(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of process `pid` (0: this one), in bytes."""
+    fields = {}
+    for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
+# `edgeswarm deploy` in a process that reports its resident memory before the deploy and its peak after.
+_MEASURED_CLI = """
+import json, sys
+from edgeswarm.cli import main
+from edgeswarm.dev.bigmodel import memory_of
+
+before = memory_of(0)["VmRSS"]
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "rss_before": before, "hwm_after": memory_of(0)["VmHWM"]}))
+"""
+
+
+def deploy_measured(path: Path, coordinator: str, *args: str, timeout: float = 900) -> dict[str, float]:
+    """Runs `edgeswarm deploy PATH ARGS` as its own process: its exit code, its RSS before the deploy
+    and peak after (bytes), the seconds it took, and its stderr."""
+    argv = [sys.executable, "-c", _MEASURED_CLI, "deploy", str(path), *args, "--coordinator", coordinator]
+    start = time.perf_counter()
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - start
+    if run.returncode != 0 or not run.stdout.strip():
+        raise RuntimeError(f"edgeswarm deploy failed ({run.returncode}): {run.stderr[-3000:]}")
+    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    return {**figures, "seconds": seconds}

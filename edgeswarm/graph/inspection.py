@@ -67,9 +67,33 @@ def inspect_model(
         "nodes": len(g.nodes),
         "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "parameter_bytes": sum(new_params),
+        "quantized_bytes_estimate": quantized_estimate(model),
         "flops": flops_before[-1],
         "cuts": cuts,
     }
+
+
+def quantized_estimate(model: onnx.ModelProto) -> dict[str, int]:
+    """Parameter bytes after each quantization of graph/quantize.py, estimated from the weights'
+    shapes: int8 stores a float MatMul/Gemm weight (its input B) in one byte per value, int4 a MatMul
+    weight [K, N] in blocks of 32 along K of 16 bytes plus a 4-byte scale."""
+    initializers = {t.name: t for t in model.graph.initializer}
+    total = sum(tensor_nbytes(t) for t in initializers.values())
+    saved = {"int8": 0, "int4": 0}
+    seen: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2 or node.input[1] in seen:
+            continue
+        weight = initializers.get(node.input[1])
+        if weight is None or weight.data_type != onnx.TensorProto.FLOAT or len(weight.dims) != 2:
+            continue
+        seen.add(node.input[1])
+        size = tensor_nbytes(weight)
+        saved["int8"] += size - size // 4 - 5
+        if node.op_type == "MatMul":
+            k, n = weight.dims
+            saved["int4"] += size - n * math.ceil(k / 32) * 20
+    return {method: total - bytes_saved for method, bytes_saved in saved.items()}
 
 
 def parse_input_shapes(specs: Sequence[str]) -> dict[str, list[int]]:

@@ -45,6 +45,17 @@ def quantize(model: onnx.ModelProto, method: Quantization) -> onnx.ModelProto:
     return quantized
 
 
+def quantized_stage(name: str, path: Path, method: Quantization) -> bytes:
+    """One stage of model `name`, read with its external data from `path`, quantized by `method`.
+    Quantizing a model stage by stage gives the stages of the model quantized whole: each weight is
+    quantized on its own, and an activation's run-time quantization is the same wherever it runs."""
+    model = onnx.load(str(path))
+    try:
+        return quantize(model, method).SerializeToString()
+    except Exception as exc:  # ONNX Runtime's quantizers raise what their graph walk meets
+        raise InvalidRequest(f"model {name!r} cannot be quantized to {method}: {exc}") from exc
+
+
 def quantized(name: str, data: bytes, method: Quantization) -> bytes:
     """The model `name` sent as `data`, checked and quantized by `method`: what a deploy with
     `--quantize` places. InvalidRequest when it is no valid model or cannot be quantized."""

@@ -4,9 +4,6 @@ coordinator grows by more than 256 MB while the model goes through them."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeswarm.client import Client, PlacementError
-from edgeswarm.dev.bigmodel import WIDTH, write_big_mlp
+from edgeswarm.dev.bigmodel import WIDTH, deploy_measured, memory_of, write_big_mlp
 from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.dev.reference import reference
 
@@ -22,31 +19,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MIB = 1024 * 1024
 GROWTH_BOUND = 256 * MIB
-
-# The CLI's deploy, with its resident memory read before the deploy and its peak after.
-CLI_WITH_MEMORY = """
-import json, sys
-from pathlib import Path
-from edgeswarm.cli import main
-
-def status(key):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-
-before = status("VmRSS")
-code = main(sys.argv[1:])
-print(json.dumps({"code": code, "rss_before": before, "hwm_after": status("VmHWM")}))
-"""
-
-
-def memory_of(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) * 1024
-    return fields
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +42,8 @@ def test_a_model_over_2_gib_runs_as_a_4_stage_pipeline_bit_exact_with_flat_memor
         assert fleet.coordinator is not None
         coordinator = fleet.coordinator.pid
         before = memory_of(coordinator)
-        argv = [
-            sys.executable, "-c", CLI_WITH_MEMORY, "deploy", str(path), "--name", "big", "--mode", "pipeline",
-            "--stages", "4", "--coordinator", fleet.coordinator_address,
-        ]  # fmt: skip
-        run = subprocess.run(argv, capture_output=True, text=True, timeout=900)
-        assert run.returncode == 0, run.stderr[-3000:]
-        cli = json.loads(run.stdout.strip().splitlines()[-1])
+        args = ("--name", "big", "--mode", "pipeline", "--stages", "4")
+        cli = deploy_measured(path, fleet.coordinator_address, *args)
         assert cli["code"] == 0
         after = memory_of(coordinator)
         coordinator_growth = after["VmHWM"] - before["VmRSS"]

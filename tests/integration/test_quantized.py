@@ -76,3 +76,34 @@ def test_a_quantized_deploy_equals_the_quantized_file(
                 np.testing.assert_array_equal(got[key], want[key], err_msg=f"{layout} {key}")
         [status] = [m for m in client.status().models if m.name == name]
         assert status.quantization == method
+
+
+def test_a_model_in_external_data_is_quantized_stage_by_stage_to_the_files_bits(
+    make_fleet: object, tmp_path: Path
+) -> None:
+    """The coordinator quantizes a model kept in external data one stage at a time; `edgeswarm quantize`
+    quantizes the whole file. Both give the same bits."""
+    fleet = make_fleet(workers=3)  # type: ignore[operator]
+    with Client(fleet.coordinator_address) as client:
+        for name, build in MODELS.items():
+            model = build()
+            source = tmp_path / name / f"{name}.onnx"
+            source.parent.mkdir()
+            onnx.save_model(model, str(source), save_as_external_data=True, location=f"{name}.data")
+            inputs = sample_inputs(model, batch=1, seed=2)
+            for method in ("int8", "int4"):
+                quantized = tmp_path / f"{name}.{method}.onnx"
+                cli = [sys.executable, "-m", "edgeswarm", "quantize", str(source), "--to", method,
+                       "--output", str(quantized)]  # fmt: skip
+                done = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+                assert done.returncode == 0, done.stderr
+                want = reference(quantized, inputs)
+                for layout, shape in (("pipeline", {"stages": 3}), ("replicas", {"replicas": 1})):
+                    deployed = f"{name}-{method}-{layout}"
+                    info = client.deploy(source, deployed, mode=layout, quantize=method, timeout=180, **shape)
+                    assert info.quantization == method
+                    got = client.infer(deployed, inputs, timeout=30)
+                    for key in want:
+                        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{deployed} {key}")
+        variants = {m.name: m.variants for m in client.status().store.models}
+    assert set(variants[f"{name}-int4-replicas"]) == {"int8", "int4"}

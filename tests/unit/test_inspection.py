@@ -2,13 +2,17 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
 import pytest
 
 from edgeswarm.dev import zoo
+from edgeswarm.graph.costs import tensor_nbytes
 from edgeswarm.graph.inspection import inspect_model, parse_input_shapes
+from edgeswarm.graph.quantize import quantize
+from edgeswarm.plans import Quantization
 
 
 def test_transformer_report() -> None:
@@ -79,3 +83,18 @@ def test_inspect_command(tmp_path: Path) -> None:
         [sys.executable, "-m", "edgeswarm", "inspect", str(corrupt)], capture_output=True, text=True
     )
     assert bad.returncode == 1 and str(corrupt) in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "build",
+    [zoo.builtin_model, lambda: zoo.decoder(layers=2, d_model=64, heads=4, d_ff=128, seq=8), zoo.cnn],
+    ids=["encoder", "decoder", "cnn"],
+)
+def test_the_quantized_size_estimate_is_what_the_quantizers_write(
+    build: Callable[[], onnx.ModelProto],
+) -> None:
+    model = build()
+    estimate = inspect_model(model)["quantized_bytes_estimate"]
+    for method in Quantization:
+        written = quantize(model, method)
+        assert estimate[method] == sum(tensor_nbytes(t) for t in written.graph.initializer), method

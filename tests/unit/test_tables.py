@@ -6,14 +6,23 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import time
 
 import pytest
 from google.protobuf.descriptor import Descriptor
 from rich.console import Console
 
 from edgeswarm._proto.edgeswarm.v1 import control_pb2
-from edgeswarm.cli.tables import print_inspection, print_status, status_tables
-from edgeswarm.client import LinkStatus, ModelStatus, StageInfo, StatusReport, WorkerStatus
+from edgeswarm.cli.tables import print_inspection, print_status, print_store, status_tables
+from edgeswarm.client import (
+    LinkStatus,
+    ModelStatus,
+    StageInfo,
+    StatusReport,
+    StoredModel,
+    StoreStatus,
+    WorkerStatus,
+)
 
 IDS = [
     "0d13a6f2c4e94b7f8a51c2e0b7d9f3a1",
@@ -189,6 +198,7 @@ def test_inspection_at_80_columns_cuts_nothing() -> None:
         "inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [1, 128]}],
         "outputs": [{"name": "hidden_states", "datatype": "FP32", "shape": [1, 128, 384]}],
         "nodes": 240, "parameter_bytes": 56_000_000, "flops": 14_000_000, "cuts": [cut],
+        "quantized_bytes_estimate": {"int8": 14_000_000, "int4": 8_750_000},
     }  # fmt: skip
     console = Console(width=80, record=True)
     print_inspection("encoder.onnx", report, console=console)
@@ -196,3 +206,26 @@ def test_inspection_at_80_columns_cuts_nothing() -> None:
     print(text)
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_the_model_store_at_80_columns_shows_each_model_its_variants_and_the_quota() -> None:
+    now = time.time()
+    store = StoreStatus(
+        path="/var/lib/edgeswarm-coordinator/store",
+        quota=64 * 2**30,
+        used=7 * 2**30,
+        models=(
+            StoredModel("llama-3b", "ab" * 32, 3 * 2**30, {"int8": 800 * 2**20, "int4": 500 * 2**20}, True,
+                        now - 30, 3 * 2**30),
+            StoredModel("encoder", "cd" * 32, 48 * 2**20, {}, False, now - 7200, 0),
+        ),
+    )  # fmt: skip
+    console = Console(width=80, record=True)
+    print_store(store, console)
+    text = console.export_text()
+    print(text)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    assert "7.0 GiB of 64.0 GiB" in text
+    assert "llama-3b" in text and "encoder" in text and "abababab" in text
+    assert "800.0 MiB" in text and "0.26x" in text and "2 h ago" in text

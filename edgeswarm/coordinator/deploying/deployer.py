@@ -7,7 +7,6 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import onnx
@@ -24,8 +23,10 @@ from edgeswarm.coordinator.planning.planner import NoFit, PlanResult, neighbours
 from edgeswarm.coordinator.planning.planner import plan as plan_layout
 from edgeswarm.coordinator.planning.segments import Segments, segments_of
 from edgeswarm.errors import InvalidRequest, NotFound, PlacementError, Unimplemented
+from edgeswarm.graph.inspection import quantized_estimate
 from edgeswarm.graph.loading import load_checked_structure, parse_model
 from edgeswarm.graph.partition import PartitionError, StagePart, balanced_cuts
+from edgeswarm.graph.quantize import quantized_stage
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.signature import signature_of
 from edgeswarm.graph.stagefiles import split_to_files
@@ -76,20 +77,23 @@ class Deployer:
             old = plans.get(name)
             version = (old.version + 1) if old else 1
             self.store.touch(model.sha256)
-            source = model.variant_path(quantization) if quantization else model.path
-            if model.external and quantization is None:
+            if model.external:
                 # Planning by measurement would profile segments holding the weights: a model kept in
-                # external data is placed as a pipeline over the live workers instead.
+                # external data is placed as a pipeline over the live workers instead, and quantized
+                # stage by stage (which gives the bits of quantizing it whole, then cutting it).
                 stage_count, per_stage = (fitted_shape if fit or mode is Mode.AUTO else asked_shape)(
                     Mode.PIPELINE if mode is Mode.AUTO else mode, replicas, stages, len(live)
                 )
                 load = Counter(w for plan in plans.values() for w in plan.workers)
                 placed = place(name, stage_count, per_stage, live, load)
                 await asyncio.to_thread(self.store.make_room, model.size, *self.kept())
-                signature, specs = await asyncio.to_thread(self._cut_files, name, source, stage_count, placed)
+                signature, specs = await asyncio.to_thread(
+                    self._cut_files, name, model, stage_count, placed, quantization
+                )
                 placed_as = Mode.PIPELINE if mode is Mode.AUTO else mode
                 plan = Plan(name, version, placed_as, signature, tuple(specs))
             else:
+                source = model.variant_path(quantization) if quantization else model.path
                 data = await asyncio.to_thread(source.read_bytes)
                 if mode is Mode.AUTO:
                     parsed = await asyncio.to_thread(parse_model, name, data)
@@ -231,14 +235,21 @@ class Deployer:
             self.store.put_stage(data)
 
     def _cut_files(
-        self, name: str, path: Path, stage_count: int, placed: Sequence[tuple[str, ...]]
+        self,
+        name: str,
+        model: StoredModel,
+        stage_count: int,
+        placed: Sequence[tuple[str, ...]],
+        quantization: Quantization | None,
     ) -> tuple[Signature, list[StageSpec]]:
         """Cuts a model kept in external data into the store, stage by stage, its weights copied range by
-        range: the model is never whole in memory."""
-        structure = load_checked_structure(name, path)
+        range, and quantizes each stage on its own if asked: the model is never whole in memory."""
+        structure = load_checked_structure(name, model.path)
 
         def fits(parts: list[StagePart]) -> None:
-            sizes = [(p.parameter_bytes, workers) for p, workers in zip(parts, placed, strict=True)]
+            sizes = [
+                (_weight_bytes(p, quantization), workers) for p, workers in zip(parts, placed, strict=True)
+            ]
             why_not = over_memory(name, sizes, self._held(name), self._limits())
             if why_not is not None:
                 raise PlacementError(why_not)
@@ -248,12 +259,20 @@ class Deployer:
             with self.store.incoming() as out:
                 specs = []
                 for files, workers in zip(
-                    split_to_files(path, cuts, out, structure, fits), placed, strict=True
+                    split_to_files(model.path, cuts, out, structure, fits), placed, strict=True
                 ):
-                    sha = self.store.adopt_stage(files.model, files.data, files.data_sha256)
+                    if quantization is None:
+                        sha = self.store.adopt_stage(files.model, files.data, files.data_sha256)
+                    else:
+                        sha = self.store.put_stage(quantized_stage(name, files.model, quantization))
+                        files.model.unlink()
+                        if files.data is not None:
+                            files.data.unlink()
                     size = sum(p.stat().st_size for _, p, _ in self.store.stage_files(sha))
                     p = files.part
                     specs.append(StageSpec(p.index, sha, size, p.inputs, p.outputs, p.carry, workers))
+            if quantization is not None:
+                self.store.add_variant_size(model, quantization, sum(s.size for s in specs))
         except PartitionError as exc:
             raise InvalidRequest(f"model {name!r} cannot be split into {stage_count} stages: {exc}") from exc
         except ValueError as exc:  # a weight's bytes not in its data file
@@ -304,6 +323,12 @@ class Deployer:
             if stage.sha256 not in in_use:
                 holders = [(w, self.members.client(w)) for w in stage.workers if w in self.members.clients]
                 await self.installer.unload(stage.sha256, holders)
+
+
+def _weight_bytes(part: StagePart, quantization: Quantization | None) -> int:
+    if quantization is None:
+        return part.parameter_bytes
+    return quantized_estimate(onnx.load_from_string(part.model))[quantization]
 
 
 def _first(group: BaseExceptionGroup[Exception]) -> Exception:

@@ -19,7 +19,7 @@ from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
 from edgeswarm.coordinator.serving.uploads import UploadBudget, receive
-from edgeswarm.errors import EdgeswarmError, Unimplemented
+from edgeswarm.errors import EdgeswarmError
 from edgeswarm.graph.quantize import quantized
 from edgeswarm.plans import Mode, Objective, Plan, Quantization, WorkerState
 
@@ -55,12 +55,8 @@ class ControlService(control_pb2_grpc.ControlServicer):
         mode = Mode.parse(header.mode or Mode.AUTO, "mode")
         objective = Objective.parse(header.objective or Objective.THROUGHPUT, "objective")
         quantization = Quantization.parse(header.quantize, "quantize") if header.quantize else None
-        if quantization is not None and quantization not in model.variants:
-            if model.external:
-                raise Unimplemented(
-                    f"model {header.name!r} keeps its weights in external data, which a deploy does not "
-                    f"quantize yet: deploy the file `edgeswarm quantize --to {quantization}` writes"
-                )
+        # A model in external data is quantized stage by stage as it is cut (Deployer).
+        if quantization is not None and quantization not in model.variants and not model.external:
             data = await asyncio.to_thread(model.path.read_bytes)
             data = await asyncio.to_thread(quantized, header.name, data, quantization)
             await asyncio.to_thread(store.add_variant, model, quantization, data)
