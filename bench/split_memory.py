@@ -2,8 +2,8 @@
 
     python bench/split_memory.py [--width 4096] [--layers 16] [--stages 4] [--verify]
 
-Writes an MLP (width x width float32 weights per layer; the defaults make ~1 GiB) layer by layer to
-an external data file, then, each in a fresh process, splits it into stage files the way the
+Writes an MLP (width x width float32 weights per layer, MatMul + Tanh; the defaults make ~1 GiB)
+layer by layer to an external data file, then, each in a fresh process, splits it into stage files the way the
 coordinator does (`split_to_files`: weights copied from disk range by range) and, for comparison,
 the in-memory way (`onnx.load` with every weight, then `split`). Prints the model size, the largest
 stage, and each way's time and peak resident memory (VmHWM) with its ratio to the largest stage.
@@ -22,50 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
-from edgeswarm.graph.stagefiles import point_at
+from edgeswarm.dev.bigmodel import memory_of, write_big_mlp
 
 MIB = 1024 * 1024
 
 
-def build(path: Path, width: int, layers: int) -> None:
-    """An MLP of `layers` MatMul+Relu blocks whose weights are written straight to `<path>.data`."""
-    rng = np.random.default_rng(0)
-    data_name = f"{path.stem}.data"
-    nodes, initializers = [], []
-    x = "x"
-    with (path.parent / data_name).open("wb") as data:
-        for layer in range(layers):
-            weight = (
-                rng.standard_normal((width, width), dtype=np.float32) / np.float32(np.sqrt(width))
-            ).tobytes()
-            tensor = TensorProto(name=f"w{layer}", data_type=TensorProto.FLOAT, dims=[width, width])
-            point_at(tensor, data_name, data.tell(), len(weight))
-            data.write(weight)
-            initializers.append(tensor)
-            nodes.append(helper.make_node("MatMul", [x, f"w{layer}"], [f"h{layer}"]))
-            nodes.append(helper.make_node("Relu", [f"h{layer}"], [f"a{layer}"]))
-            x = f"a{layer}"
-    nodes.append(helper.make_node("Identity", [x], ["y"]))
-    graph = helper.make_graph(
-        nodes,
-        "big_mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save_model(model, str(path))
-
-
 def peak_rss_mib() -> float:
     """This process's peak resident memory. Not ru_maxrss: Linux carries that over from the parent."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    return memory_of(0)["VmHWM"] / MIB
 
 
 def split_streaming(path: Path, stages: int, out: Path) -> dict[str, object]:
@@ -77,7 +42,7 @@ def split_streaming(path: Path, stages: int, out: Path) -> dict[str, object]:
     cuts = balanced_cuts(onnx.load(str(path), load_external_data=False), stages)
     files = split_to_files(path, cuts, out)
     seconds = time.perf_counter() - start
-    sizes = [f.model.stat().st_size + f.data.stat().st_size for f in files]
+    sizes = [f.model.stat().st_size + (f.data.stat().st_size if f.data else 0) for f in files]
     return {
         "seconds": seconds,
         "peak_mib": peak_rss_mib(),
@@ -163,7 +128,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        build(path, args.width, args.layers)
+        write_big_mlp(path, layers=args.layers, width=args.width)
         model_bytes = path.stat().st_size + (path.parent / "model.data").stat().st_size
         print(
             f"model: MLP {args.layers} x {args.width}x{args.width} fp32, {model_bytes / MIB:.0f} MiB, "

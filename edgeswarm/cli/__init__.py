@@ -298,6 +298,9 @@ def _show_plan(document: dict[str, Any], args: argparse.Namespace) -> None:
             f"{chosen['kind']}: {routes}; predicted {chosen['predicted_rps']:.1f} req/s, "
             f"{chosen['predicted_latency_ms']:.2f} ms"
         )
+        sizes = document.get("model_bytes", {})
+        if sizes:
+            print("model bytes: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sizes.items()))
 
 
 def _client_command(args: argparse.Namespace) -> int:

@@ -132,7 +132,10 @@ class ModelStore:
         try:
             meta = json.loads((directory / META).read_text())
         except (OSError, ValueError) as exc:
-            raise NotFound(f"model {sha256[:12]} is not in the store") from exc
+            raise NotFound(
+                f"model {sha256[:12]} is not in the coordinator's store (evicted to make room?): deploy "
+                "it again"
+            ) from exc
         return StoredModel(
             sha256=sha256,
             name=meta.get("name", ""),

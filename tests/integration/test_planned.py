@@ -92,6 +92,12 @@ def test_a_model_over_every_workers_memory_limit_is_deployed_as_a_pipeline_that_
         # A stage's file is its weights plus the graph's few kilobytes.
         assert all(s.size < limit + 65536 for s in info.stages)
         check_bit_exact(client, "enc", path)
+        # Asked for as a whole model on one worker, it does not fit that worker's memory_limit.
+        with pytest.raises(
+            PlacementError, match=rf"over its memory limit of {limit} bytes; deploy it as more"
+        ):
+            client.deploy(path, "enc-whole", mode="replicas", replicas=1, timeout=120)
+        assert not client.is_ready("enc-whole") and client.is_ready("enc")
     # A model bigger than the memory of all three workers together is refused, naming why.
     big = path.parent / "big.onnx"
     onnx.save(zoo.transformer_encoder(layers=2, d_model=256, heads=4, d_ff=1024, seq=8), str(big))

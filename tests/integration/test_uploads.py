@@ -63,6 +63,8 @@ async def test_uploads_share_a_budget_and_a_cancelled_one_gives_it_back(
             await asyncio.sleep(0.1)
         else:
             pytest.fail("the second upload was never refused")
+        incoming = fleet.workdir / "coordinator-state" / "store" / "incoming"
+        assert any(incoming.iterdir())  # the stalled upload's file, being written
         upload.cancel()
         with pytest.raises(asyncio.CancelledError):
             await upload
@@ -75,6 +77,7 @@ async def test_uploads_share_a_budget_and_a_cancelled_one_gives_it_back(
         else:
             pytest.fail("the budget was not given back after the cancellation")
         assert info.name == "mlp" and await client.is_ready("mlp")
+        assert not any(incoming.iterdir())  # nothing of the cancelled upload is left on disk
 
         async def liar() -> AsyncIterator[control_pb2.DeployRequest]:
             header = control_pb2.DeployHeader(name="liar", size=10)

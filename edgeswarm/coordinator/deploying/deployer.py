@@ -77,6 +77,8 @@ class Deployer:
             old = plans.get(name)
             version = (old.version + 1) if old else 1
             self.store.touch(model.sha256)
+            # As the store holds it now: it may have been evicted since (undeployed, then room made).
+            model = await asyncio.to_thread(self.store.model, model.sha256)
             if model.external:
                 # Planning by measurement would profile segments holding the weights: a model kept in
                 # external data is placed as a pipeline over the live workers instead, and quantized
@@ -205,7 +207,9 @@ class Deployer:
         source = model.variant_path(quantization) if quantization else model.path
         data = await asyncio.to_thread(source.read_bytes)
         parsed = await asyncio.to_thread(parse_model, name, data)
-        return (await self._measure_and_plan(name, parsed, objective, sorted(self.members.live())))[2]
+        document = (await self._measure_and_plan(name, parsed, objective, sorted(self.members.live())))[2]
+        # The files' bytes as sent and as each quantized variant kept so far.
+        return {**document, "model_bytes": {"as_sent": model.size, **model.variants}}
 
     def _limits(self) -> dict[str, int]:
         return {w: d.memory_limit for w, d in self.members.descriptions.items()}

@@ -23,6 +23,7 @@ def report(
         "exact": result.exact,
         "bound_rps": round(result.bound, 3),
         "segments": len(segments.parts),
+        "parameter_bytes": sum(segments.profile.segment_bytes),
         "cut_positions": list(segments.positions),
         "chosen": _layout(result.chosen, segments, names),
         "alternatives": [_layout(layout, segments, names) for layout in result.alternatives[1:]],
