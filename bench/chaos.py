@@ -58,7 +58,9 @@ def main() -> int:
         inputs = sample_inputs(model, batch=1)
         outcomes = []
         want = reference(path, inputs)
-        with Load(fleet.coordinator_address, "model", inputs, want, args.lanes, 30.0) as load:
+        with Load(
+            fleet.coordinator_address, "model", inputs, want, args.lanes, 30.0, credentials=fleet.credentials
+        ) as load:
             for scenario in chaos.SCENARIOS:
                 outcome = chaos.run(fleet, load, scenario, "worker1", hold=args.hold)
                 print(f"{scenario.name}: {outcome.succeeded}/{outcome.sent} succeeded", file=sys.stderr)

@@ -1,20 +1,27 @@
-"""Every gRPC channel and server of the swarm is made here, with one set of options.
+"""Every gRPC channel and server of the swarm is made here, with one set of options and one
+transport security. Coordinator <-> worker, worker <-> worker and client <-> coordinator all come
+through `open_channel`, `new_server` and `bind`.
 
-Coordinator <-> worker, worker <-> worker and client <-> coordinator all come through
-`open_channel` and `new_server`, so transport security is a change in this module only.
+A coordinator or worker process calls `secure_with(identity)` once at start: from then on its
+channels are mutual TLS with its fleet certificate, checking the peer's certificate against the fleet
+CA and, where a worker is dialled, against the worker id it was told (`server_name`). A process that
+never calls it (`--insecure`, loopback only) speaks plaintext. Servers check every call's caller with
+the `authorize` they are made with, before the handler runs.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 
-from edgeswarm.errors import ERROR_KEY, FAILED_WORKERS_KEY, EdgeswarmError, StageUnavailable
+from edgeswarm.errors import ERROR_KEY, FAILED_WORKERS_KEY, EdgeswarmError, InvalidRequest, StageUnavailable
 from edgeswarm.metrics import RPC_SECONDS, RPCS, serve_metrics
+from edgeswarm.security.pki import Identity
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +59,90 @@ def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[t
     ]
 
 
-def open_channel(address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=channel_options(max_message_bytes))
+_process_identity: Identity | None = None
 
 
-def new_server(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.aio.Server:
-    return GuardedServer(grpc.aio.server(options=server_options(max_message_bytes)))
+def secure_with(identity: Identity | None) -> None:
+    """Makes every channel this process opens, and every server it binds, mutual TLS with `identity`."""
+    global _process_identity
+    _process_identity = identity
+
+
+def process_identity() -> Identity | None:
+    return _process_identity
+
+
+def open_channel(
+    address: str,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    server_name: str = "",
+    identity: Identity | None = None,
+    token: str = "",
+) -> grpc.aio.Channel:
+    """A channel to `address`: plaintext, or TLS with `identity` (default: the process's), checking
+    that the server's certificate names `server_name` when given (else the address), and sending
+    `token` as a bearer token with every call."""
+    options = channel_options(max_message_bytes)
+    identity = identity or _process_identity
+    if identity is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=identity.ca,
+        private_key=identity.key or None,
+        certificate_chain=identity.certificate or None,
+    )
+    if token:
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(token)
+        )
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
+# Checks a call's caller before its handler runs; raises an EdgeswarmError (Unauthenticated,
+# PermissionDenied) to refuse it.
+Authorize = Callable[[str, grpc.aio.ServicerContext], None]
+
+
+def new_server(
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, authorize: Authorize | None = None
+) -> grpc.aio.Server:
+    return GuardedServer(grpc.aio.server(options=server_options(max_message_bytes)), authorize)
+
+
+def peer_common_name(context: grpc.aio.ServicerContext) -> str:
+    """The common name of the caller's verified certificate; empty without one."""
+    values = context.auth_context().get("x509_common_name") or [b""]
+    return bytes(values[0]).decode(errors="replace")
+
+
+def bearer_token(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            text = value if isinstance(value, str) else value.decode()
+            scheme, _, token = text.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_insecure(listen: str) -> None:
+    """Plaintext serves only loopback: InvalidRequest naming the address otherwise."""
+    host = split_address(listen)[0]
+    if not is_loopback(host):
+        raise InvalidRequest(
+            f"--insecure serves plaintext, which is allowed on a loopback address only, not {listen!r}: "
+            "listen on 127.0.0.1, or join the fleet (edgeswarm token create --role worker)"
+        )
 
 
 def serve_metrics_on(listen: str) -> None:
@@ -66,12 +151,41 @@ def serve_metrics_on(listen: str) -> None:
         serve_metrics(*split_address(listen))
 
 
-def bind(server: grpc.aio.Server, listen: str) -> int:
-    """Bind `listen` (HOST:PORT, port 0 for any free one) and return the port bound."""
-    port: int = server.add_insecure_port(listen)
+def bind(server: grpc.aio.Server, listen: str, require_client_certificate: bool = True) -> int:
+    """Bind `listen` (HOST:PORT, port 0 for any free one) and return the port bound: with TLS when
+    the process has an identity (asking callers for a fleet certificate, or requiring one), else
+    plaintext."""
+    if _process_identity is None:
+        port: int = server.add_insecure_port(listen)
+    else:
+        port = server.add_secure_port(listen, _server_credentials(require_client_certificate))
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return port
+
+
+def _server_credentials(require_client_certificate: bool) -> grpc.ServerCredentials:
+    """TLS with the process's identity as it is at each handshake: a renewed certificate is served
+    from the next connection on, without a restart."""
+
+    def configuration(identity: Identity) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(identity.key, identity.certificate)], root_certificates=identity.ca
+        )
+
+    assert _process_identity is not None
+    served = [_process_identity]
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        current = _process_identity
+        if current is None or current is served[0]:
+            return None
+        served[0] = current
+        return configuration(current)
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(_process_identity), fetch, require_client_authentication=require_client_certificate
+    )
 
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
@@ -82,16 +196,21 @@ class GuardedServer(grpc.aio.Server):  # type: ignore[misc]
     gRPC status, any other exception INTERNAL, with a log line. Handlers are wrapped once, as they
     are registered, instead of by an interceptor on every call."""
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, authorize: Authorize | None = None) -> None:
         self._server = server
+        self._authorize = authorize
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(tuple(_GuardedHandler(h) for h in generic_rpc_handlers))
+        self._server.add_generic_rpc_handlers(
+            tuple(_GuardedHandler(h, self._authorize) for h in generic_rpc_handlers)
+        )
 
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
-        guarded = {name: _guard(f"/{service_name}/{name}", h) for name, h in method_handlers.items()}
+        guarded = {
+            name: _guard(f"/{service_name}/{name}", h, self._authorize) for name, h in method_handlers.items()
+        }
         self._server.add_registered_method_handlers(service_name, guarded)
 
     def add_insecure_port(self, address: str) -> int:
@@ -116,8 +235,9 @@ class GuardedServer(grpc.aio.Server):  # type: ignore[misc]
 class _GuardedHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     """A generic handler whose method handlers are guarded, each wrapped the first time it is asked for."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler, authorize: Authorize | None) -> None:
         self._inner = inner
+        self._authorize = authorize
         self._known: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
@@ -127,31 +247,60 @@ class _GuardedHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             found = self._inner.service(handler_call_details)
             if found is None:
                 return None  # not kept: callers choose the method names, so a cache of misses could grow
-            handler = self._known[method] = _guard(method, found)
+            handler = self._known[method] = _guard(method, found, self._authorize)
         return handler
 
 
-def _guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _guard(method: str, handler: grpc.RpcMethodHandler, authorize: Authorize | None) -> grpc.RpcMethodHandler:
+    serializers = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _guarded(method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+            _guarded(method, handler.unary_unary, authorize), **serializers
         )
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            _guarded(method, handler.stream_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+            _guarded(method, handler.stream_unary, authorize), **serializers
         )
-    return handler
+    if authorize is None:
+        return handler
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _authorized_stream(method, handler.unary_stream, authorize), **serializers
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        _authorized_stream(method, handler.stream_stream, authorize), **serializers
+    )
 
 
-def _guarded(method: str, behavior: Behavior) -> Behavior:
+def _authorized_stream(method: str, behavior: Any, authorize: Authorize) -> Any:
+    """A streaming handler that first checks its caller (the error guard covers unary ones)."""
+
+    async def authorized(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            authorize(method, context)
+        except EdgeswarmError as exc:
+            log.info("rpc_refused method=%s code=%s message=%r", method, exc.code.name, exc.message)
+            await context.abort(exc.code, exc.message)
+        result = behavior(request, context)
+        if hasattr(result, "__aiter__"):
+            async for item in result:
+                yield item
+        else:  # a handler that writes with context.write and returns nothing
+            await result
+
+    return authorized
+
+
+def _guarded(method: str, behavior: Behavior, authorize: Authorize | None = None) -> Behavior:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         code = "OK"
         start = time.perf_counter()
         try:
+            if authorize is not None:
+                authorize(method, context)
             return await behavior(request, context)
         except grpc.aio.AbortError:
             code = "ABORTED_BY_HANDLER"

@@ -49,6 +49,12 @@ class WorkerSettings(_Settings):
     fleet: str = "default"
     name: str = socket.gethostname()
     cache_dir: Path = Path.home() / ".cache" / "edgeswarm"
+    # Where the worker keeps its fleet key and certificate, once it has joined.
+    state_dir: Path = Path.home() / ".local" / "state" / "edgeswarm-worker"
+    # A join token (edgeswarm token create --role worker): used once, to join.
+    join: str = ""
+    # Plaintext, no certificates: development on a loopback address only.
+    insecure: bool = False
     # Largest size of the shard cache in bytes; least recently used shards not loaded are deleted
     # beyond it. 0: no limit.
     cache_max_bytes: int = 0
@@ -82,7 +88,10 @@ class CoordinatorSettings(_Settings):
     interface: str = ""
     fleet: str = "default"
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    # Where the coordinator keeps its model store (store/ under it).
+    # Plaintext, no CA, no tokens: development on a loopback address only.
+    insecure: bool = False
+    # Where the coordinator keeps its fleet CA, tokens (pki/, tokens.json, admin.credentials) and
+    # its model store (store/).
     state_dir: Path = Path.home() / ".local" / "state" / "edgeswarm"
     # Most bytes the model store holds (0: no limit): room for a new model is made by deleting
     # undeployed models, least recently used first; a deploy that cannot fit is refused up front.

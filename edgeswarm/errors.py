@@ -64,6 +64,18 @@ class InternalError(EdgeswarmError):
     code = grpc.StatusCode.INTERNAL
 
 
+class Unauthenticated(EdgeswarmError):
+    """No credentials, or credentials that are not valid (unknown, expired, revoked)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(EdgeswarmError):
+    """Valid credentials whose role does not allow the call."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 _BY_CODE: dict[grpc.StatusCode, type[EdgeswarmError]] = {
     cls.code: cls
     for cls in (
@@ -75,6 +87,8 @@ _BY_CODE: dict[grpc.StatusCode, type[EdgeswarmError]] = {
         StageUnavailable,
         Unimplemented,
         InternalError,
+        Unauthenticated,
+        PermissionDenied,
     )
 }
 # Trailing metadata key listing the worker ids that failed along a route.

@@ -15,11 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeswarm import __version__
+from edgeswarm.cli.tokens import add_token_parser, token_command
 from edgeswarm.client import DEFAULT_BATCH_DELAY_MS
 from edgeswarm.errors import EdgeswarmError
 from edgeswarm.plans import Mode, Objective, Quantization
 
-DEFAULT_COORDINATOR = "127.0.0.1:50051"
+COORDINATOR_HELP = "HOST:PORT (default: the credentials file's, else 127.0.0.1:50051)"
+CREDENTIALS_HELP = "credentials file of a secure fleet (default: $EDGESWARM_CREDENTIALS)"
 
 
 def _logging(level: str) -> None:
@@ -47,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-message-bytes", type=int)
     worker.add_argument("--metrics", help="HOST:PORT to serve Prometheus /metrics on")
     worker.add_argument("--mqtt", help="MQTT broker HOST:PORT for presence and telemetry")
+    worker.add_argument("--state-dir", type=Path, help="where the worker keeps its fleet key and certificate")
+    worker.add_argument("--join", help="a join token (edgeswarm token create --role worker): used once")
+    worker.add_argument(
+        "--insecure", action="store_true", default=None, help="plaintext, no certificates (loopback only)"
+    )
 
     coordinator = sub.add_parser("coordinator", help="run the coordinator")
     coordinator.add_argument("--config", help="TOML settings file")
@@ -57,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     coordinator.add_argument("--state-dir", type=Path, help="where the model store lives")
     coordinator.add_argument("--metrics", help="HOST:PORT to serve Prometheus /metrics on")
     coordinator.add_argument("--mqtt", help="MQTT broker HOST:PORT for fleet presence and events")
+    coordinator.add_argument(
+        "--insecure", action="store_true", default=None, help="plaintext, no CA, no tokens (loopback only)"
+    )
 
     deploy = sub.add_parser("deploy", help="place an ONNX model on the fleet")
     deploy.add_argument("model", type=Path)
@@ -78,18 +88,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument("--replicas", type=int, default=0, help="replicas (per stage in a pipeline); 0: auto")
     deploy.add_argument("--stages", type=int, default=0, help="pipeline stages; 0: one per live worker")
-    deploy.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    deploy.add_argument("--coordinator", help=COORDINATOR_HELP)
+    deploy.add_argument("--credentials", type=Path, help=CREDENTIALS_HELP)
     deploy.add_argument("--timeout", type=float, default=600.0)
 
     undeploy = sub.add_parser("undeploy", help="remove a model from the fleet")
     undeploy.add_argument("name")
-    undeploy.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    undeploy.add_argument("--coordinator", help=COORDINATOR_HELP)
+    undeploy.add_argument("--credentials", type=Path, help=CREDENTIALS_HELP)
 
     infer = sub.add_parser("infer", help="run a model on inputs from an .npz file")
     infer.add_argument("name")
     infer.add_argument("--input", type=Path, required=True, help=".npz with one array per input")
     infer.add_argument("--output", type=Path, required=True, help=".npz to write the outputs to")
-    infer.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    infer.add_argument("--coordinator", help=COORDINATOR_HELP)
+    infer.add_argument("--credentials", type=Path, help=CREDENTIALS_HELP)
     infer.add_argument("--timeout", type=float, default=30.0)
 
     bench = sub.add_parser("bench", help="measure overheads and throughput against their bounds")
@@ -103,21 +116,25 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--fleet", type=Path, help="plan for a described fleet (JSON, see docs/placement.md) instead"
     )
-    plan.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    plan.add_argument("--coordinator", help=COORDINATOR_HELP)
+    plan.add_argument("--credentials", type=Path, help=CREDENTIALS_HELP)
     shown = plan.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="one JSON document (keys in docs/placement.md)")
     shown.add_argument("--explain", action="store_true", help="the plan and its alternatives in sentences")
     drain = sub.add_parser("drain", help="stop a worker gracefully: requests it holds finish, none is lost")
     drain.add_argument("worker", help="the worker's name, id, or a unique prefix of its id")
-    drain.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    drain.add_argument("--coordinator", help=COORDINATOR_HELP)
+    drain.add_argument("--credentials", type=Path, help=CREDENTIALS_HELP)
     status = sub.add_parser("status", help="show workers and models")
-    status.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    status.add_argument("--coordinator", help=COORDINATOR_HELP)
+    status.add_argument("--credentials", type=Path, help=CREDENTIALS_HELP)
     view = status.add_mutually_exclusive_group()
     view.add_argument("--json", action="store_true", help="every field, as one JSON document")
     view.add_argument("--wide", action="store_true", help="every column, worker names in the models table")
 
     models = sub.add_parser("models", help="show the coordinator's model store: models, variants, quota")
-    models.add_argument("--coordinator", default=DEFAULT_COORDINATOR)
+    models.add_argument("--coordinator", help=COORDINATOR_HELP)
+    models.add_argument("--credentials", type=Path, help=CREDENTIALS_HELP)
     models.add_argument("--json", action="store_true", help="the store's section of `status --json`")
 
     inspect = sub.add_parser("inspect", help="show a model's inputs, size, cost and where it can be cut")
@@ -136,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("model", type=Path)
     quantize.add_argument("--to", choices=list(Quantization), required=True)
     quantize.add_argument("--output", type=Path, required=True)
+
+    add_token_parser(sub, COORDINATOR_HELP, CREDENTIALS_HELP)
 
     demo = sub.add_parser("demo", help="a coordinator and three workers on this machine, end to end")
     demo.add_argument("--requests", type=int, default=40)
@@ -180,6 +199,9 @@ def _run(args: argparse.Namespace) -> int:
             "max_message_bytes",
             "metrics",
             "mqtt",
+            "state_dir",
+            "join",
+            "insecure",
         )
         asyncio.run(serve_worker(load(WorkerSettings, args.config, flags)))
         return 0
@@ -188,7 +210,15 @@ def _run(args: argparse.Namespace) -> int:
         from edgeswarm.coordinator.server import serve as serve_coordinator
 
         flags = _flags(
-            args, "listen", "interface", "fleet", "max_message_bytes", "state_dir", "metrics", "mqtt"
+            args,
+            "listen",
+            "interface",
+            "fleet",
+            "max_message_bytes",
+            "state_dir",
+            "metrics",
+            "mqtt",
+            "insecure",
         )
         asyncio.run(serve_coordinator(load(CoordinatorSettings, args.config, flags)))
         return 0
@@ -308,7 +338,9 @@ def _client_command(args: argparse.Namespace) -> int:
 
     from edgeswarm.client import Client
 
-    with Client(args.coordinator) as client:
+    with Client(args.coordinator, credentials=args.credentials) as client:
+        if args.command == "token":
+            return token_command(client, args)
         if args.command == "deploy":
             info = client.deploy(
                 args.model, name=args.name, mode=args.mode, replicas=args.replicas, stages=args.stages,

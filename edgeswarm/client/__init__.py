@@ -8,6 +8,7 @@ Importing this package pulls in neither onnxruntime, onnx nor zeroconf.
 
 from edgeswarm.client._async import DEFAULT_BATCH_DELAY_MS, AsyncClient
 from edgeswarm.client._sync import Client
+from edgeswarm.client.credentials import Credentials, load_credentials
 from edgeswarm.client.results import (
     LinkStatus,
     ModelInfo,
@@ -16,6 +17,7 @@ from edgeswarm.client.results import (
     StatusReport,
     StoredModel,
     StoreStatus,
+    TokenInfo,
     WorkerStatus,
 )
 from edgeswarm.errors import (
@@ -24,15 +26,18 @@ from edgeswarm.errors import (
     InternalError,
     InvalidRequest,
     NotFound,
+    PermissionDenied,
     PlacementError,
     ResourceExhausted,
     StageUnavailable,
+    Unauthenticated,
 )
 
 __all__ = [
     "DEFAULT_BATCH_DELAY_MS",
     "AsyncClient",
     "Client",
+    "Credentials",
     "DeadlineExceeded",
     "EdgeswarmError",
     "InternalError",
@@ -41,6 +46,7 @@ __all__ = [
     "ModelInfo",
     "ModelStatus",
     "NotFound",
+    "PermissionDenied",
     "PlacementError",
     "ResourceExhausted",
     "StageInfo",
@@ -48,5 +54,8 @@ __all__ = [
     "StatusReport",
     "StoreStatus",
     "StoredModel",
+    "TokenInfo",
+    "Unauthenticated",
     "WorkerStatus",
+    "load_credentials",
 ]

@@ -18,8 +18,10 @@ from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc
 from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES, open_channel
-from edgeswarm.client.results import ModelInfo, StatusReport
+from edgeswarm.client.credentials import Credentials, resolve
+from edgeswarm.client.results import ModelInfo, StatusReport, TokenInfo
 from edgeswarm.errors import InvalidRequest, answered, from_rpc_error
+from edgeswarm.security.pki import Identity
 
 T = TypeVar("T")
 DEPLOY_CHUNK_BYTES = 1024 * 1024
@@ -57,9 +59,23 @@ def decode_response(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:
 
 
 class AsyncClient:
-    def __init__(self, address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        self.address = address
-        self._channel = open_channel(address, max_message_bytes)
+    """`credentials`: a credentials file (or EDGESWARM_CREDENTIALS) for a secure fleet: TLS verified
+    against its CA, and its bearer token on every call. `address` defaults to the file's."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        credentials: str | os.PathLike[str] | Credentials | None = None,
+    ) -> None:
+        self.address, self.credentials = resolve(address, credentials)
+        if self.credentials is None:
+            self._channel = open_channel(self.address, max_message_bytes)
+        else:
+            identity = Identity(self.credentials.ca)
+            self._channel = open_channel(
+                self.address, max_message_bytes, identity=identity, token=self.credentials.token
+            )
         self._inference = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._control = control_pb2_grpc.ControlStub(self._channel)
 
@@ -188,6 +204,23 @@ class AsyncClient:
         request = control_pb2.DrainWorkerRequest(worker=worker)
         response = await _call(self._control.Drain(request, timeout=timeout))
         return response.id, response.name
+
+    async def create_token(
+        self, role: str, ttl_seconds: float = 0.0, description: str = "", timeout: float | None = None
+    ) -> tuple[str, TokenInfo]:
+        """A new token of `role` (worker, client, admin) and its record; the token is shown once."""
+        request = control_pb2.CreateTokenRequest(role=role, ttl_seconds=ttl_seconds, description=description)
+        response = await _call(self._control.CreateToken(request, timeout=timeout))
+        return response.token, TokenInfo.from_proto(response.info)
+
+    async def list_tokens(self, timeout: float | None = None) -> list[TokenInfo]:
+        response = await _call(self._control.ListTokens(control_pb2.ListTokensRequest(), timeout=timeout))
+        return [TokenInfo.from_proto(t) for t in response.tokens]
+
+    async def revoke_token(self, token_id: str, timeout: float | None = None) -> TokenInfo:
+        request = control_pb2.RevokeTokenRequest(id=token_id)
+        response = await _call(self._control.RevokeToken(request, timeout=timeout))
+        return TokenInfo.from_proto(response.info)
 
     async def status(self, timeout: float | None = None) -> StatusReport:
         response = await _call(self._control.Status(control_pb2.StatusRequest(), timeout=timeout))

@@ -18,17 +18,25 @@ import numpy as np
 
 from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES
 from edgeswarm.client._async import DEFAULT_BATCH_DELAY_MS, AsyncClient
-from edgeswarm.client.results import ModelInfo, StatusReport
+from edgeswarm.client.credentials import Credentials
+from edgeswarm.client.results import ModelInfo, StatusReport, TokenInfo
 
 T = TypeVar("T")
 
 
 class Client:
-    def __init__(self, address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        credentials: str | os.PathLike[str] | Credentials | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="edgeswarm-client", daemon=True)
         self._thread.start()
-        self._client: AsyncClient = self._run(_open(address, max_message_bytes))
+        self._client: AsyncClient = self._run(_open(address, max_message_bytes, credentials))
+        self.address = self._client.address
+        self.credentials = self._client.credentials
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -108,10 +116,27 @@ class Client:
     def drain(self, worker: str, timeout: float | None = None) -> tuple[str, str]:
         return self._run(self._client.drain(worker=worker, timeout=timeout))
 
+    def create_token(
+        self, role: str, ttl_seconds: float = 0.0, description: str = "", timeout: float | None = None
+    ) -> tuple[str, TokenInfo]:
+        return self._run(
+            self._client.create_token(
+                role=role, ttl_seconds=ttl_seconds, description=description, timeout=timeout
+            )
+        )
+
+    def list_tokens(self, timeout: float | None = None) -> list[TokenInfo]:
+        return self._run(self._client.list_tokens(timeout=timeout))
+
+    def revoke_token(self, token_id: str, timeout: float | None = None) -> TokenInfo:
+        return self._run(self._client.revoke_token(token_id=token_id, timeout=timeout))
+
     def status(self, timeout: float | None = None) -> StatusReport:
         return self._run(self._client.status(timeout=timeout))
 
 
-async def _open(address: str, max_message_bytes: int) -> AsyncClient:
+async def _open(
+    address: str | None, max_message_bytes: int, credentials: str | os.PathLike[str] | Credentials | None
+) -> AsyncClient:
     # The channel must be made inside the loop that will use it.
-    return AsyncClient(address, max_message_bytes)
+    return AsyncClient(address, max_message_bytes, credentials)

@@ -226,3 +226,29 @@ class ModelInfo:
             plan=json.loads(response.plan_json) if response.plan_json else None,
             quantization=model.quantization,
         )
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as the coordinator keeps it (never its secret): `expires` 0 means never; `worker_id` is
+    the worker a worker token enrolled."""
+
+    id: str
+    role: str
+    created: float
+    expires: float
+    revoked: bool
+    worker_id: str
+    description: str
+
+    @classmethod
+    def from_proto(cls, message: control_pb2.TokenInfo) -> TokenInfo:
+        return cls(
+            id=message.id,
+            role=message.role,
+            created=message.created,
+            expires=message.expires,
+            revoked=message.revoked,
+            worker_id=message.worker_id,
+            description=message.description,
+        )

@@ -54,6 +54,7 @@ class StoredModel:
     variants: dict[str, int] = field(default_factory=dict)  # method -> bytes
     stages: tuple[str, ...] = ()  # digests of the stages cut from it
     last_used: float = 0.0
+    names: tuple[str, ...] = ()  # every name it was deployed as
 
     @property
     def path(self) -> Path:
@@ -139,6 +140,7 @@ class ModelStore:
         return StoredModel(
             sha256=sha256,
             name=meta.get("name", ""),
+            names=tuple(meta.get("names", ())),
             directory=directory,
             files=tuple(StoredFile(**f) for f in meta["files"]),
             variants=meta.get("variants", {}),
@@ -165,6 +167,9 @@ class ModelStore:
         for key, value in changes.items():
             if key == "stages":
                 meta["stages"] = sorted({*meta.get("stages", ()), *value})
+            elif key == "name":
+                meta["name"] = value
+                meta["names"] = sorted({*meta.get("names", ()), value})
             elif key == "variants":
                 meta["variants"] = {**meta.get("variants", {}), **value}
             else:

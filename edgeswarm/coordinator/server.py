@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from edgeswarm._proto.edgeswarm.v1 import control_pb2_grpc
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
-from edgeswarm.channels import bind, new_server, serve_metrics_on, split_address
+from edgeswarm.channels import bind, check_insecure, new_server, secure_with, serve_metrics_on, split_address
 from edgeswarm.config import CoordinatorSettings
 from edgeswarm.coordinator.deploying.deployer import Deployer
 from edgeswarm.coordinator.deploying.healer import Healer
@@ -31,6 +31,8 @@ from edgeswarm.coordinator.serving.inference import InferenceService
 from edgeswarm.coordinator.serving.router import GrpcTransport, Router
 from edgeswarm.coordinator.serving.statistics import Statistics, TritonMetrics
 from edgeswarm.mdns import choose_interface
+from edgeswarm.security.authority import FleetAuthority
+from edgeswarm.security.roles import coordinator_authorizer
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +51,33 @@ async def serve(settings: CoordinatorSettings) -> None:
     members.on_lost.append(router.abandon)
     health_servicer = health.aio.HealthServicer()
 
-    server = new_server(settings.max_message_bytes)
+    authority = None
+    if settings.insecure:
+        check_insecure(settings.listen)
+    else:
+        names = [settings.interface, split_address(settings.listen)[0]]
+        authority = FleetAuthority(settings.state_dir, settings.fleet, names)
+        secure_with(authority.identity)
+        members.revoked.update(authority.tokens.revoked_workers())
+    authorize = coordinator_authorizer(authority.authenticate) if authority else None
+    server = new_server(settings.max_message_bytes, authorize)
     statistics = Statistics()
     REGISTRY.register(TritonMetrics(statistics))
     inference = InferenceService(settings, deployer, router, statistics)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(inference, server)
     control_pb2_grpc.add_ControlServicer_to_server(
-        ControlService(settings, deployer, members, measurer, router), server
+        ControlService(settings, deployer, members, measurer, router, authority), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = bind(server, settings.listen)
+    # Clients show a bearer token, not a certificate; workers' calls (Join) carry their own proof.
+    port = bind(server, settings.listen, require_client_certificate=False)
     serve_metrics_on(settings.metrics)
     members.address_for_workers = f"{settings.interface}:{port}"
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    if authority is not None:
+        admin = authority.serve_on(members.address_for_workers)
+        log.info("coordinator_secure ca_sha256=%s admin_credentials=%s", authority.ca_hash, admin)
     log.info(
         "coordinator_ready fleet=%s listen=%s port=%d mdns=%s",
         settings.fleet,

@@ -27,6 +27,7 @@ from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
 from edgeswarm.channels import open_channel
 from edgeswarm.errors import from_rpc_error
 from edgeswarm.linkprobe import probe
+from edgeswarm.security.pki import worker_dns
 
 CHUNK_BYTES = 1024 * 1024
 # Longest wait for a shard to travel, a stage to load or segments to be timed.
@@ -71,8 +72,8 @@ class WorkerClient(Protocol):
 
     async def drain(self, reason: str, timeout: float) -> None: ...
 
-    async def measure_link(self, address: str, timeout: float) -> tuple[float, float]:
-        """(round trip s, bandwidth bytes/s) from the worker to the one at `address`."""
+    async def measure_link(self, address: str, timeout: float, worker_id: str = "") -> tuple[float, float]:
+        """(round trip s, bandwidth bytes/s) from the worker to the one at `address` (`worker_id`)."""
 
     async def ping(self, payload_bytes: int) -> tuple[float, float]:
         """(round trip s, bandwidth bytes/s) from the coordinator to the worker."""
@@ -86,11 +87,13 @@ class WorkerClient(Protocol):
 
 
 class GrpcWorkerClient:
-    def __init__(self, address: str, max_message_bytes: int, label: str = "") -> None:
-        """`label` names the worker in error messages (its short id)."""
+    def __init__(self, address: str, max_message_bytes: int, label: str = "", worker_id: str = "") -> None:
+        """`label` names the worker in error messages (its short id); over TLS, the worker's certificate
+        must name `worker_id`."""
         self.address = address
         self._who = f"worker {label} at {address}" if label else f"worker at {address}"
-        self._channel = open_channel(address, max_message_bytes)
+        name = worker_dns(worker_id) if worker_id else ""
+        self._channel = open_channel(address, max_message_bytes, server_name=name)
         self._worker = worker_pb2_grpc.WorkerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -152,9 +155,9 @@ class GrpcWorkerClient:
         with self._translated():
             await self._worker.Drain(worker_pb2.DrainRequest(reason=reason), timeout=timeout)
 
-    async def measure_link(self, address: str, timeout: float) -> tuple[float, float]:
+    async def measure_link(self, address: str, timeout: float, worker_id: str = "") -> tuple[float, float]:
         with self._translated():
-            request = worker_pb2.MeasureLinkRequest(address=address)
+            request = worker_pb2.MeasureLinkRequest(address=address, worker_id=worker_id)
             figures = await self._worker.MeasureLink(request, timeout=timeout)
         return figures.rtt_seconds, figures.bandwidth
 

@@ -78,6 +78,7 @@ def _equal(got: Inputs, want: Inputs) -> bool:
 
 def _measure(
     address: str,
+    credentials: Path | None,
     model: str,
     label: str,
     inputs: list[Inputs],
@@ -88,7 +89,7 @@ def _measure(
     task = progress.add_task(label, total=requests * 2)
     samples: list[float] = []
     exact = 0
-    with Client(address) as client:
+    with Client(address, credentials=credentials) as client:
         for i in range(requests):
             start = time.perf_counter()
             got = client.infer(model, inputs[i % len(inputs)], timeout=30.0)
@@ -96,7 +97,7 @@ def _measure(
             exact += _equal(got, expected[i % len(inputs)])
             progress.advance(task)
     concurrent_exact, seconds = asyncio.run(
-        _concurrent(address, model, inputs, expected, requests, lambda: progress.advance(task))
+        _concurrent(address, credentials, model, inputs, expected, requests, lambda: progress.advance(task))
     )
     return Figures(
         label,
@@ -110,6 +111,7 @@ def _measure(
 
 async def _concurrent(
     address: str,
+    credentials: Path | None,
     model: str,
     inputs: list[Inputs],
     expected: list[Inputs],
@@ -126,7 +128,7 @@ async def _concurrent(
             exact += _equal(got, expected[i % len(inputs)])
             tick()
 
-    async with AsyncClient(address) as client:
+    async with AsyncClient(address, credentials=credentials) as client:
         start = time.perf_counter()
         async with asyncio.TaskGroup() as lanes:
             for _ in range(CONCURRENCY):
@@ -163,27 +165,30 @@ def run_demo(requests: int = 40) -> int:
         size_mb = path.stat().st_size / 1e6
         console.print(
             f"[bold]edgeswarm demo[/bold]: built-in transformer encoder, {size_mb:.1f} MB, "
-            f"{len(model.graph.node)} nodes; 1 coordinator + 3 workers on 127.0.0.1"
+            f"{len(model.graph.node)} nodes; 1 coordinator + 3 workers on 127.0.0.1, mutual TLS from a "
+            "throwaway fleet CA"
         )
         with (
-            LocalFleet(workdir / "fleet", workers=3, threads=THREADS) as fleet,
+            LocalFleet(workdir / "fleet", workers=3, threads=THREADS, secure=True) as fleet,
             Progress(console=console) as bar,
         ):
             boot = bar.add_task("starting coordinator and 3 workers", total=None)
             fleet.wait_ready(timeout=60)
             bar.update(boot, total=1, completed=1)
-            with Client(fleet.coordinator_address) as client:
+            with fleet.client() as client:
                 deploy = bar.add_task("deploying as 3 replicas and as a 3-stage pipeline", total=2)
                 client.deploy(path, "encoder", mode="replicas", replicas=3, timeout=120)
                 bar.advance(deploy)
                 client.deploy(path, "encoder-pipeline", mode="pipeline", stages=3, timeout=120)
                 bar.advance(deploy)
             expected, baseline = _reference(path, inputs, requests, bar)
+            address, credentials = fleet.coordinator_address, fleet.credentials
             rows = [
                 baseline,
-                _measure(fleet.coordinator_address, "encoder", "3 replicas", inputs, expected, requests, bar),
+                _measure(address, credentials, "encoder", "3 replicas", inputs, expected, requests, bar),
                 _measure(
-                    fleet.coordinator_address,
+                    address,
+                    credentials,
                     "encoder-pipeline",
                     "3-stage pipeline",
                     inputs,

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +30,8 @@ class Load:
     want: Mapping[str, np.ndarray]
     lanes: int = 2
     timeout: float = 10.0
+    # A secure fleet's credentials file.
+    credentials: Path | None = None
     results: list[Result] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -50,7 +53,7 @@ class Load:
             thread.join(timeout=self.timeout + 5)
 
     def _lane(self) -> None:
-        with Client(self.address) as client:
+        with Client(self.address, credentials=self.credentials) as client:
             while not self._stop.is_set():
                 start = time.monotonic()
                 try:

@@ -33,22 +33,26 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
         time.sleep(interval)
 
 
-def status_of(coordinator: str) -> StatusReport:
-    with Client(coordinator) as client:
+def status_of(coordinator: str, credentials: Path | None = None) -> StatusReport:
+    with Client(coordinator, credentials=credentials) as client:
         return client.status(timeout=2.0)
 
 
-def up_workers_of(coordinator: str) -> set[str]:
+def up_workers_of(coordinator: str, credentials: Path | None = None) -> set[str]:
     """Names of the workers the coordinator at `coordinator` counts as up; none if it does not answer."""
     try:
-        report = status_of(coordinator)
+        report = status_of(coordinator, credentials)
     except EdgeswarmError:
         return set()
     return {w.name for w in report.workers if w.state == "up"}
 
 
 class LocalFleet:
-    """Processes of one fleet; a unique fleet name keeps it apart from any other on the same loopback."""
+    """Processes of one fleet; a unique fleet name keeps it apart from any other on the same loopback.
+
+    `secure=False` (the tests' default) runs every process --insecure: plaintext on 127.0.0.1. With
+    `secure=True` the coordinator makes its fleet CA, each worker joins with a worker token, and
+    `credentials` is the admin's credentials file for clients."""
 
     def __init__(
         self,
@@ -59,8 +63,10 @@ class LocalFleet:
         coordinator_args: tuple[str, ...] = (),
         worker_args: tuple[str, ...] = (),
         env: Mapping[str, str] | None = None,
+        secure: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.secure = secure
         self.coordinator_args = coordinator_args
         self.worker_args = worker_args
         # Extra environment of every process: EDGESWARM_* settings such as short protocol timers.
@@ -94,7 +100,14 @@ class LocalFleet:
         for i in range(self.worker_count):
             self.start_worker(f"worker{i + 1}")
 
+    @property
+    def credentials(self) -> Path | None:
+        """The admin's credentials file of a secure fleet; None for an insecure one."""
+        return self.workdir / "coordinator-state" / "admin.credentials" if self.secure else None
+
     def start_coordinator(self) -> None:
+        if self.credentials is not None:
+            self.credentials.unlink(missing_ok=True)  # rewritten, with this start's address, once bound
         self.coordinator = self._spawn(
             "coordinator",
             "coordinator",
@@ -102,8 +115,18 @@ class LocalFleet:
             "--interface", LOOPBACK,
             "--fleet", self.fleet,
             "--state-dir", str(self.workdir / "coordinator-state"),
+            *(() if self.secure else ("--insecure",)),
             *self.coordinator_args,
         )  # fmt: skip
+
+    def worker_token(self) -> str:
+        """A new worker join token from the coordinator (secure fleets)."""
+        assert self.credentials is not None
+        credentials = self.credentials
+        wait_until(lambda: self._check_alive() and credentials.is_file(), 30, "the coordinator's credentials")
+        with Client(credentials=credentials) as client:
+            token, _ = client.create_token("worker", description="local fleet")
+        return token
 
     def kill_coordinator(self) -> None:
         if self.coordinator is not None:
@@ -115,6 +138,13 @@ class LocalFleet:
         """Starts worker `name` with the fleet's worker_args and then `args`."""
         address = self.worker_addresses.get(name) or f"{LOOPBACK}:{free_port()}"
         self.worker_addresses[name] = address
+        state = self.workdir / f"{name}-state"
+        if not self.secure:
+            security: tuple[str, ...] = ("--insecure",)
+        elif (state / "worker.pem").is_file():
+            security = ("--state-dir", str(state))  # joined before: no token again
+        else:
+            security = ("--state-dir", str(state), "--join", self.worker_token())
         self.workers[name] = self._spawn(
             name,
             "worker",
@@ -124,15 +154,22 @@ class LocalFleet:
             "--name", name,
             "--cache-dir", str(self.workdir / name),
             "--threads", str(self.threads),
+            *security,
             *self.worker_args,
             *args,
         )  # fmt: skip
 
+    def client(self) -> Client:
+        """A client of this fleet's coordinator, with the admin's credentials when it is secure."""
+        return Client(self.coordinator_address, credentials=self.credentials)
+
     def status(self) -> StatusReport:
-        return status_of(self.coordinator_address)
+        return status_of(self.coordinator_address, self.credentials)
 
     def up_workers(self) -> set[str]:
-        return up_workers_of(self.coordinator_address)
+        if self.credentials is not None and not self.credentials.is_file():
+            return set()
+        return up_workers_of(self.coordinator_address, self.credentials)
 
     def wait_ready(self, workers: int | None = None, timeout: float = 60.0) -> None:
         want = self.worker_count if workers is None else workers

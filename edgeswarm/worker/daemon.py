@@ -12,10 +12,14 @@ from pathlib import Path
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from edgeswarm.channels import bind, new_server, serve_metrics_on, split_address
+from edgeswarm.channels import bind, check_insecure, new_server, secure_with, serve_metrics_on, split_address
 from edgeswarm.config import WorkerSettings
+from edgeswarm.errors import InvalidRequest
 from edgeswarm.mdns import SERVICE_TYPE, choose_interface
 from edgeswarm.metrics import WORKER_GFLOPS
+from edgeswarm.security import enrollment
+from edgeswarm.security.pki import Identity
+from edgeswarm.security.roles import worker_authorizer
 from edgeswarm.worker.advertise import Advertiser, service_info
 from edgeswarm.worker.cache import ShardStore
 from edgeswarm.worker.runtime import StageRuntime
@@ -42,6 +46,13 @@ async def serve(settings: WorkerSettings) -> None:
     interface = choose_interface(settings.interface, split_address(settings.listen)[0])
     settings = settings.model_copy(update={"interface": interface})
     wid = worker_id(settings.cache_dir)
+    joined = None
+    if settings.insecure:
+        check_insecure(settings.listen)
+    else:
+        joined = await _identity(settings, wid)
+        wid = joined[1]
+        secure_with(joined[0])
     store = ShardStore(settings.cache_dir / "shards")
     if store.swept:
         log.info(
@@ -61,7 +72,7 @@ async def serve(settings: WorkerSettings) -> None:
     WORKER_GFLOPS.labels(settings.name).set(service.calibration_gflops)
     health_servicer = health.aio.HealthServicer()
 
-    server = new_server(settings.max_message_bytes)
+    server = new_server(settings.max_message_bytes, worker_authorizer() if joined else None)
     add_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = bind(server, settings.listen)
@@ -102,6 +113,13 @@ async def serve(settings: WorkerSettings) -> None:
         async with asyncio.TaskGroup() as tasks:
             if presence is not None:
                 tasks.create_task(presence.run(), name="presence")
+            renewing = None
+            if joined is not None:
+                identity, _, coordinator = joined
+                renewing = tasks.create_task(
+                    enrollment.keep_renewed(identity, coordinator, settings.state_dir, secure_with),
+                    name="renew",
+                )
             recalibrating = None
             if settings.recalibrate_interval > 0:
                 recalibrating = tasks.create_task(
@@ -109,8 +127,9 @@ async def serve(settings: WorkerSettings) -> None:
                     name="recalibrate",
                 )
             await stop.wait()
-            if recalibrating is not None:
-                recalibrating.cancel()
+            for task in (recalibrating, renewing):
+                if task is not None:
+                    task.cancel()
             log.info("worker_draining id=%s reason=%s in_flight=%d", wid, reasons[0], service.in_flight)
             await health_servicer.enter_graceful_shutdown()
             await advertiser.close()
@@ -124,6 +143,25 @@ async def serve(settings: WorkerSettings) -> None:
         await server.stop(grace=2.0)
         await peers.close()
         runtime.close()
+
+
+async def _identity(settings: WorkerSettings, wid: str) -> tuple[Identity, str, str]:
+    """This worker's fleet identity, its id (as its certificate names it) and its coordinator: from
+    its state directory, or by joining with the token it was given."""
+    kept = enrollment.load(settings.state_dir)
+    if kept is not None:
+        if settings.join:
+            log.info("join_token_ignored reason=already_joined state_dir=%s", settings.state_dir)
+        return kept
+    if not settings.join:
+        raise InvalidRequest(
+            f"this worker has not joined a fleet (nothing in {settings.state_dir}): run it once with "
+            "--join TOKEN (from `edgeswarm token create --role worker`), or with --insecure on 127.0.0.1"
+        )
+    identity = await enrollment.join(settings.join, settings.state_dir, wid)
+    kept = enrollment.load(settings.state_dir)
+    assert kept is not None
+    return identity, wid, kept[2]
 
 
 async def _recalibrate(

@@ -16,7 +16,7 @@ import onnxruntime as ort
 from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import tensor_pb2
 from edgeswarm.config import Optimization
-from edgeswarm.errors import InvalidRequest, NotFound
+from edgeswarm.errors import DeadlineExceeded, InvalidRequest, NotFound
 from edgeswarm.metrics import BATCHES, STAGE_SECONDS
 from edgeswarm.worker import capacity
 
@@ -131,18 +131,41 @@ class StageRuntime:
             log.info("stage_unloaded shard=%s", sha256[:12])
 
     async def run(
-        self, sha256: str, tensors: Sequence[tensor_pb2.Tensor], carry: Sequence[str]
+        self,
+        sha256: str,
+        tensors: Sequence[tensor_pb2.Tensor],
+        carry: Sequence[str],
+        timeout: float | None = None,
     ) -> list[tensor_pb2.Tensor]:
         """Runs the stage on the wire tensors it reads and returns the `carry` tensors: its outputs,
         encoded, and any other received tensor handed on as it came. Decoding, the session and
         encoding run in a pool thread, so large tensors never hold up the event loop, except for a
         stage whose last runs all took under INLINE_S on small tensors: handing it to a thread and
-        back would cost more than it does, so it runs here."""
+        back would cost more than it does, so it runs here. A run in a thread still going after
+        `timeout` seconds (the request's deadline) is stopped (ONNX Runtime's terminate flag), so a
+        runaway graph cannot hold the worker past the request: DeadlineExceeded."""
         session = self._session(sha256)
         if self.runs_on_loop(sha256, tensors):
             return self._timed_run(sha256, session, tensors, carry)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._timed_run, sha256, session, tensors, carry)
+        options = ort.RunOptions()
+        stop = loop.call_later(timeout, _terminate, options) if timeout is not None else None
+        try:
+            return await loop.run_in_executor(
+                self._pool, self._timed_run, sha256, session, tensors, carry, options
+            )
+        except asyncio.CancelledError:
+            options.terminate = True  # the caller gave up (its deadline, a disconnect): so does the run
+            raise
+        except InvalidRequest as exc:
+            if options.terminate:
+                raise DeadlineExceeded(
+                    f"stage {sha256[:12]} was stopped at the request's deadline ({timeout:.3f} s)"
+                ) from exc
+            raise
+        finally:
+            if stop is not None:
+                stop.cancel()
 
     def runs_on_loop(self, sha256: str, tensors: Sequence[tensor_pb2.Tensor]) -> bool:
         """Whether `run` would run the stage on these tensors on the event loop rather than in a thread."""
@@ -157,10 +180,11 @@ class StageRuntime:
         session: ort.InferenceSession,
         tensors: Sequence[tensor_pb2.Tensor],
         carry: Sequence[str],
+        options: ort.RunOptions | None = None,
     ) -> list[tensor_pb2.Tensor]:
         """_run_wire, counting the stage's quick runs in a row."""
         start = time.perf_counter()
-        carried = _run_wire(sha256, session, tensors, carry)
+        carried = _run_wire(sha256, session, tensors, carry, options)
         quick = time.perf_counter() - start <= INLINE_S
         self._quick[sha256] = self._quick.get(sha256, 0) + 1 if quick else 0
         return carried
@@ -203,8 +227,16 @@ class StageRuntime:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _terminate(options: ort.RunOptions) -> None:
+    options.terminate = True
+
+
 def _run_wire(
-    sha256: str, session: ort.InferenceSession, tensors: Sequence[tensor_pb2.Tensor], carry: Sequence[str]
+    sha256: str,
+    session: ort.InferenceSession,
+    tensors: Sequence[tensor_pb2.Tensor],
+    carry: Sequence[str],
+    options: ort.RunOptions | None = None,
 ) -> list[tensor_pb2.Tensor]:
     received = {t.name: t for t in tensors}
     names = [i.name for i in session.get_inputs()]
@@ -215,7 +247,7 @@ def _run_wire(
     outputs = [o.name for o in session.get_outputs()]
     start = time.perf_counter()
     try:
-        values = session.run(outputs, feeds)
+        values = session.run(outputs, feeds, options)
     except Exception as exc:  # ORT reports bad feeds (shape, type) as its own exception types
         raise InvalidRequest(f"ONNX Runtime rejected the inputs: {exc}") from exc
     STAGE_SECONDS.labels(sha256[:12]).observe(time.perf_counter() - start)

@@ -14,10 +14,11 @@ from google.protobuf import message_factory
 
 from edgeswarm import __version__, codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
-from edgeswarm.channels import open_channel, split_address
+from edgeswarm.channels import open_channel, process_identity, split_address
 from edgeswarm.errors import InvalidRequest, StageUnavailable, from_rpc_error
 from edgeswarm.linkprobe import MAX_PING_BYTES, PEER_PING_BYTES, probe
 from edgeswarm.metrics import WORKER_IN_FLIGHT
+from edgeswarm.security.pki import is_worker_id, worker_dns
 from edgeswarm.worker.batching import Batcher
 from edgeswarm.worker.cache import ShardStore, ShardWriter, check_digest
 from edgeswarm.worker.runtime import StageRuntime
@@ -44,14 +45,17 @@ class Peers:
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._channels: list[grpc.aio.Channel] = []
 
-    def run_stage(self, address: str) -> grpc.aio.UnaryUnaryMultiCallable:
+    def run_stage(self, address: str, worker_id: str = "") -> grpc.aio.UnaryUnaryMultiCallable:
         """RunStage on the worker at `address`, its answer left as the bytes that came: a stage only
-        relays the answer of the next one, so it need not parse and rebuild it."""
-        call = self._calls.get(address)
+        relays the answer of the next one, so it need not parse and rebuild it. Over TLS, the worker
+        there must hold the certificate of `worker_id`."""
+        key = f"{worker_id}@{address}"
+        call = self._calls.get(key)
         if call is None:
-            channel = open_channel(address, self._max)
+            name = worker_dns(worker_id) if is_worker_id(worker_id) else ""
+            channel = open_channel(address, self._max, server_name=name)
             self._channels.append(channel)
-            call = self._calls[address] = channel.unary_unary(
+            call = self._calls[key] = channel.unary_unary(
                 RUN_STAGE, request_serializer=worker_pb2.StageRequest.SerializeToString
             )
         return call
@@ -191,6 +195,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     async def Profile(
         self, request: worker_pb2.ProfileRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.ProfileResponse:
+        if not 0 <= request.repeats <= MAX_PROFILE_REPEATS:
+            raise InvalidRequest(f"Profile: repeats must be 0..{MAX_PROFILE_REPEATS}, not {request.repeats}")
         missing = [sha[:12] for sha in request.shards if not self.store.has(check_digest(sha))]
         if missing:
             raise InvalidRequest(f"shard(s) {', '.join(missing)} are not in this worker's cache")
@@ -219,7 +225,11 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         if not 0 < size <= MAX_PING_BYTES:
             raise InvalidRequest(f"MeasureLink: payload_bytes must be 1..{MAX_PING_BYTES}, not {size}")
         # A channel of its own, closed after: the address comes from the caller, not from a route.
-        async with open_channel(request.address) as channel:
+        # Over TLS it reaches only the fleet worker named (its certificate must say so).
+        if process_identity() is not None and not is_worker_id(request.worker_id):
+            raise InvalidRequest("MeasureLink: the other worker's id is needed to check who answers")
+        name = worker_dns(request.worker_id) if request.worker_id else ""
+        async with open_channel(request.address, server_name=name) as channel:
             stub = worker_pb2_grpc.WorkerStub(channel)
             try:
                 rtt, bandwidth = await probe(stub, size, timeout=context.time_remaining())
@@ -292,7 +302,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             delay = hop.batch_delay_ms / 1000
             carried = await self.batcher.run(hop.stage, request.tensors, hop.carry, hop.batch_max, delay)
         else:
-            carried = await self.runtime.run(hop.stage, request.tensors, hop.carry)
+            carried = await self.runtime.run(hop.stage, request.tensors, hop.carry, context.time_remaining())
         if not rest:
             return worker_pb2.StageResponse(tensors=carried)
         onward = worker_pb2.StageRequest(
@@ -307,7 +317,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         failed: list[str] = []
         for address, worker in _candidates(hop.addresses, hop.worker_ids):
             try:
-                response: bytes = await self.peers.run_stage(address)(request, timeout=timeout)
+                response: bytes = await self.peers.run_stage(address, worker)(request, timeout=timeout)
                 return response
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
@@ -336,6 +346,8 @@ def _candidates(addresses: Sequence[str], worker_ids: Sequence[str]) -> list[tup
 
 
 RUN_STAGE = "/edgeswarm.v1.Worker/RunStage"
+# Most runs of each segment one Profile may ask for (the coordinator asks for 5).
+MAX_PROFILE_REPEATS = 50
 
 
 def _serialize_answer(answer: worker_pb2.StageResponse | bytes) -> bytes:

@@ -154,14 +154,27 @@ def test_installed_daemons_find_each_other_and_serve(
     root, _ = converged
     model_path = tmp_path / "mlp.onnx"
     onnx.save(zoo.mlp(layers=4, width=32, in_features=16, out_features=4), str(model_path))
+    credentials = root / "coordinator-state" / "admin.credentials"
     with Network() as network:
         hosts = {unit: network.add_host(unit.removeprefix("edgeswarm-")) for unit in UNITS}
-        for unit, host in hosts.items():
-            argv, env = unit_command(root / "systemd" / f"{unit}.service")
-            host.popen(argv, tmp_path / f"{unit}.log", env=env)
+        argv, env = unit_command(root / "systemd" / "edgeswarm-coordinator.service")
+        hosts["edgeswarm-coordinator"].popen(argv, tmp_path / "edgeswarm-coordinator.log", env=env)
         coordinator = f"{hosts['edgeswarm-coordinator'].ip}:50051"
-        wait_until(lambda: up_workers_of(coordinator) == {"localhost"}, 60, "the installed worker to join")
-        with Client(coordinator) as client:
+        # Secure by default: the worker joins with a token the admin makes, as the role's
+        # edgeswarm_worker_join_token would hand it (the unit's EnvironmentFile).
+        wait_until(credentials.is_file, 60, "the coordinator's admin credentials")
+        with Client(coordinator, credentials=credentials) as admin:
+            token, _ = admin.create_token("worker", description="converge test")
+        argv, env = unit_command(root / "systemd" / "edgeswarm-worker.service")
+        hosts["edgeswarm-worker"].popen(
+            argv, tmp_path / "edgeswarm-worker.log", env={**env, "EDGESWARM_WORKER_JOIN": token}
+        )
+        wait_until(
+            lambda: up_workers_of(coordinator, credentials) == {"localhost"},
+            60,
+            "the installed worker to join",
+        )
+        with Client(coordinator, credentials=credentials) as client:
             client.deploy(model_path, "mlp", mode="replicas", replicas=1, timeout=60)
             inputs = sample_inputs(onnx.load(str(model_path)), batch=2)
             got = client.infer("mlp", inputs, timeout=10)

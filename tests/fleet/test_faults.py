@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeswarm.client import Client
 from edgeswarm.dev import zoo
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import wait_until
@@ -49,7 +48,13 @@ def test_every_fault_fails_no_request(replicas_fleet: NetFleet, model_path: Path
     inputs = sample_inputs(onnx.load(str(model_path)), batch=1)
     outcomes = []
     with Load(
-        fleet.coordinator_address, "enc", inputs, reference(model_path, inputs), lanes=2, timeout=20
+        fleet.coordinator_address,
+        "enc",
+        inputs,
+        reference(model_path, inputs),
+        lanes=2,
+        timeout=20,
+        credentials=fleet.credentials,
     ) as load:
         for scenario in chaos.SCENARIOS:
             outcomes.append(chaos.run(fleet, load, scenario, "worker1"))
@@ -67,7 +72,7 @@ def test_a_pipeline_without_spares_is_replanned_when_a_worker_dies(
     )
     fleet.start()
     fleet.wait_ready()
-    with Client(fleet.coordinator_address) as client:
+    with fleet.client() as client:
         client.deploy(model_path, "enc", mode="pipeline", stages=3, timeout=60)
     inputs = sample_inputs(onnx.load(str(model_path)), batch=1)
     want = reference(model_path, inputs)
@@ -75,7 +80,9 @@ def test_a_pipeline_without_spares_is_replanned_when_a_worker_dies(
     def stages() -> int:
         return len(next(m for m in fleet.status().models if m.name == "enc").stages)
 
-    with Load(fleet.coordinator_address, "enc", inputs, want, lanes=2, timeout=5) as load:
+    with Load(
+        fleet.coordinator_address, "enc", inputs, want, lanes=2, timeout=5, credentials=fleet.credentials
+    ) as load:
         wait_until(lambda: load.succeeded() >= 10, 30, "requests flowing")
         fleet.worker_hosts["worker2"].kill()
         wait_until(lambda: stages() == 2, 30, "a 2-stage plan on the workers left")
@@ -85,6 +92,6 @@ def test_a_pipeline_without_spares_is_replanned_when_a_worker_dies(
     for failure in load.failures():
         assert "StageUnavailable" in failure.error and "has no live worker" in failure.error, failure.error
         assert failure.seconds < 6.0
-    with Client(fleet.coordinator_address) as client:
+    with fleet.client() as client:
         got = client.infer("enc", inputs, timeout=10)
     assert all(np.array_equal(got[k], want[k]) for k in want)

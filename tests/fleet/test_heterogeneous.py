@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeswarm.client import Client
 from edgeswarm.coordinator.planning.segments import segments_of
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import wait_until
@@ -37,7 +36,7 @@ def test_the_plan_follows_measured_speed_and_predicts_throughput(network: Networ
     fleet.start()
     fleet.wait_ready()
     names = {w.id: w.name for w in fleet.status().workers}
-    with Client(fleet.coordinator_address) as client:
+    with fleet.client() as client:
         info = client.deploy(path, "enc", timeout=300)
     assert info.plan is not None
     chosen = info.plan["chosen"]
@@ -55,7 +54,13 @@ def test_the_plan_follows_measured_speed_and_predicts_throughput(network: Networ
     inputs = sample_inputs(model, batch=1)
     lanes = 2 * len(chosen["pipelines"][0]["stages"])
     with Load(
-        fleet.coordinator_address, "enc", inputs, reference(path, inputs), lanes=lanes, timeout=60
+        fleet.coordinator_address,
+        "enc",
+        inputs,
+        reference(path, inputs),
+        lanes=lanes,
+        timeout=60,
+        credentials=fleet.credentials,
     ) as load:
         wait_until(lambda: load.succeeded() >= 2 * lanes, 60, "the pipeline to fill")
         start = time.monotonic()
@@ -103,7 +108,7 @@ def test_a_worker_slowed_after_the_deploy_is_measured_again_and_given_less_work(
     fleet = NetFleet(network, tmp_path / "fleet", workers=3, mqtt=False, env=env)
     fleet.start()
     fleet.wait_ready()
-    with Client(fleet.coordinator_address) as client:
+    with fleet.client() as client:
         client.deploy(path, "enc", timeout=300)
     version, before = stage_bytes(fleet, "enc")
     busiest = max(before, key=lambda name: before[name])
@@ -124,7 +129,7 @@ def test_a_worker_slowed_after_the_deploy_is_measured_again_and_given_less_work(
     print("\n".join(replans))
     assert replans and all("figures changed" in line for line in replans)
     inputs = sample_inputs(model, batch=1)
-    with Client(fleet.coordinator_address) as client:
+    with fleet.client() as client:
         got = client.infer("enc", inputs, timeout=60)
     want = reference(path, inputs)
     assert all(np.array_equal(got[k], want[k]) for k in want)

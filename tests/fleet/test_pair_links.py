@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeswarm.client import Client
 from edgeswarm.dev.netns.network import Network
 from edgeswarm.dev.netns.swarm import NetFleet, pipeline_encoder
 from edgeswarm.graph.samples import sample_inputs
@@ -40,7 +39,7 @@ def test_workers_with_a_slow_link_between_them_are_not_neighbours(
     hosts["worker1"].slow_between(hosts["worker3"], SLOW_KBIT)
     fleet.start()
     fleet.wait_ready()
-    with Client(fleet.coordinator_address) as client:
+    with fleet.client() as client:
         info = client.deploy(path, "enc", timeout=300)
         inputs = sample_inputs(model, batch=1)
         got = client.infer("enc", inputs, timeout=60)

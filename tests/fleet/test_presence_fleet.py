@@ -10,7 +10,6 @@ from pathlib import Path
 import onnx
 import pytest
 
-from edgeswarm.client import Client
 from edgeswarm.dev import zoo
 from edgeswarm.dev.mosquitto import Received, listen, mosquitto_unavailable
 from edgeswarm.dev.netns.network import Network
@@ -57,7 +56,7 @@ async def test_status_topics_follow_a_kill_and_a_drain(network: Network, tmp_pat
         await heard.wait_for(lambda m: m.topic.endswith(f"{ids['worker1']}/telemetry"), 10, "telemetry")
 
         def deploy() -> None:
-            with Client(fleet.coordinator_address) as client:
+            with fleet.client() as client:
                 client.deploy(model, "mlp", mode="replicas", replicas=2, timeout=60)
 
         await asyncio.to_thread(deploy)

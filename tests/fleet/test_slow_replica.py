@@ -11,7 +11,6 @@ import onnx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgeswarm.client import Client
 from edgeswarm.dev import zoo
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import wait_until
@@ -48,13 +47,20 @@ def test_a_slow_replica_is_routed_around(network: Network, tmp_path: Path) -> No
     fleet.env["EDGESWARM_COORDINATOR_METRICS"] = metrics
     fleet.start()
     fleet.wait_ready()
-    with Client(fleet.coordinator_address) as client:
+    with fleet.client() as client:
         client.deploy(path, "enc", mode="replicas", replicas=2, timeout=60)
     ids = {w.name: w.id for w in fleet.status().workers}
     fleet.worker_hosts["worker2"].throttle_cpu(0.05)
 
     inputs = sample_inputs(model, batch=1)
-    with Load(fleet.coordinator_address, "enc", inputs, reference(path, inputs), lanes=2) as load:
+    with Load(
+        fleet.coordinator_address,
+        "enc",
+        inputs,
+        reference(path, inputs),
+        lanes=2,
+        credentials=fleet.credentials,
+    ) as load:
         wait_until(lambda: load.succeeded() >= 50, 60, "routing to learn the replicas' speeds")
         before = routed(metrics, "enc")
         start = time.monotonic()

@@ -103,7 +103,7 @@ class FakeWorker:
     async def drain(self, reason: str, timeout: float) -> None:
         self._answer()
 
-    async def measure_link(self, address: str, timeout: float) -> tuple[float, float]:
+    async def measure_link(self, address: str, timeout: float, worker_id: str = "") -> tuple[float, float]:
         raise AssertionError("no link is timed here")
 
     async def ping(self, payload_bytes: int) -> tuple[float, float]:

@@ -52,7 +52,7 @@ class FakeWorker:
         self.answers = list(answers)
         self.asked: list[str] = []
 
-    async def measure_link(self, address: str, timeout: float) -> tuple[float, float]:
+    async def measure_link(self, address: str, timeout: float, worker_id: str = "") -> tuple[float, float]:
         self.asked.append(address)
         answer = self.answers.pop(0)
         if isinstance(answer, grpc.RpcError):

@@ -19,7 +19,7 @@ from edgeswarm.config import CoordinatorSettings
 from edgeswarm.coordinator.fleet.bans import BanList
 from edgeswarm.coordinator.fleet.view import DOWN, UP, FleetView, WorkerInfo
 from edgeswarm.coordinator.worker_client import SERVING, GrpcWorkerClient, WorkerClient, status_name
-from edgeswarm.errors import EdgeswarmError, InternalError, NotFound
+from edgeswarm.errors import EdgeswarmError, InternalError, NotFound, PermissionDenied
 from edgeswarm.metrics import WORKERS
 from edgeswarm.plans import WorkerState
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # Called when a worker comes up, to load what the plans give it; raises to keep it down.
 Reconcile = Callable[[str, WorkerClient, worker_pb2.WorkerDescription], Awaitable[None]]
+# Longest wait for a known worker to answer at an address its record moved to.
+MOVE_CHECK_TIMEOUT_S = 3.0
+
 # Makes the client of a worker found at an address.
 Connect = Callable[[WorkerInfo], WorkerClient]
 
@@ -42,7 +45,7 @@ class Members:
         self.settings = settings
         self.clock = clock
         self._connect = connect or (
-            lambda info: GrpcWorkerClient(info.address, settings.max_message_bytes, info.id[:8])
+            lambda info: GrpcWorkerClient(info.address, settings.max_message_bytes, info.id[:8], info.id)
         )
         self._reconcile = reconcile
         self.view = FleetView()
@@ -53,6 +56,8 @@ class Members:
         self._tasks: asyncio.TaskGroup | None = None
         self._watched: set[str] = set()
         self._refusals: dict[str, str] = {}
+        # Records (id@address) that claimed a known worker's id and were not it: logged once.
+        self._ignored: set[str] = set()
         # Last status each health stream sent, and the workers whose probe went unanswered.
         self._health: dict[str, int] = {}
         self._unanswered: set[str] = set()
@@ -61,6 +66,8 @@ class Members:
         self.on_lost: list[Callable[[str], None]] = []
         # Called on each change of a worker's state with (info, new state, why): fleet events.
         self.on_change: list[Callable[[WorkerInfo, WorkerState, str], None]] = []
+        # Workers whose token was revoked: never taken in again.
+        self.revoked: set[str] = set()
         # How workers reach this coordinator; set once the server is bound.
         self.address_for_workers = ""
 
@@ -80,15 +87,37 @@ class Members:
     async def found(self, info: WorkerInfo) -> None:
         """Discovery found `info`: connect and watch its health, or follow a changed address."""
         known = self.view.get(info.id)
-        self.view = self.view.upsert(info)
         if known is not None and known.info.address == info.address:
+            self.view = self.view.upsert(info)
             return
+        client = self._connect(info)
+        if known is not None and not await self._answers_as(info, client):
+            await client.close()
+            return
+        self.view = self.view.upsert(info)
         old = self.clients.get(info.id)
-        self.clients[info.id] = self._connect(info)
+        self.clients[info.id] = client
         log.info("worker_found id=%s name=%s address=%s", info.id[:8], info.name, info.address)
         if old is not None:
             await old.close()
         self._start_watch(info.id)
+
+    async def _answers_as(self, info: WorkerInfo, client: WorkerClient) -> bool:
+        """Whether the worker at a known id's new address is that worker (over TLS, its certificate
+        names the id): mDNS only says where to look, so a record anyone can publish moves nothing."""
+        try:
+            description = await client.describe(self.address_for_workers, timeout=MOVE_CHECK_TIMEOUT_S)
+        except EdgeswarmError as exc:
+            why = f"{exc.code.name}: {exc.message}"
+        else:
+            if description.id == info.id:
+                return True
+            why = f"it answers as worker {description.id[:8]}"
+        key = f"{info.id}@{info.address}"
+        if key not in self._ignored:
+            self._ignored.add(key)
+            log.warning("worker_record_ignored id=%s address=%s reason=%r", info.id[:8], info.address, why)
+        return False
 
     def _start_watch(self, worker_id: str) -> None:
         """One health watcher per worker for the coordinator's life; it follows the worker's current link."""
@@ -186,6 +215,8 @@ class Members:
         return description
 
     async def _came_up(self, worker_id: str, client: WorkerClient) -> None:
+        if worker_id in self.revoked:
+            raise PermissionDenied(f"worker {worker_id[:8]}'s token was revoked")
         description = await self._describe(worker_id, client, timeout=10)
         self.descriptions[worker_id] = description
         if self._reconcile is not None:
@@ -229,6 +260,13 @@ class Members:
 
     def live(self) -> frozenset[str]:
         return self.view.live()
+
+    def revoke(self, worker_id: str) -> None:
+        """Drops a worker whose token was revoked, now and whenever it comes back."""
+        self.revoked.add(worker_id)
+        if self.view.get(worker_id) is not None:
+            self._set(worker_id, DOWN, "its token was revoked", lost=True)
+        log.warning("worker_revoked id=%s", worker_id[:8])
 
     def banned(self, worker_id: str) -> bool:
         return self.bans.banned(worker_id, self.clock())

@@ -252,7 +252,7 @@ class Measurer:
         if known is not None and math.isfinite(known.rtt) and self.clock() - known.measured_at < LINK_TTL_S:
             return known
         try:
-            rtt, bandwidth = await self._client_of(a).measure_link(self._address_of(b), PAIR_TIMEOUT_S)
+            rtt, bandwidth = await self._client_of(a).measure_link(self._address_of(b), PAIR_TIMEOUT_S, b)
             pair = TimedPair(rtt, bandwidth, self.clock())
         except EdgeswarmError as exc:
             if exc.code is grpc.StatusCode.UNIMPLEMENTED:  # a worker of an older version: estimate

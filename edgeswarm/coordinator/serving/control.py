@@ -19,9 +19,11 @@ from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
 from edgeswarm.coordinator.serving.uploads import UploadBudget, receive
-from edgeswarm.errors import EdgeswarmError
+from edgeswarm.errors import EdgeswarmError, InvalidRequest, PlacementError
 from edgeswarm.graph.quantize import quantized
 from edgeswarm.plans import Mode, Objective, Plan, Quantization, WorkerState
+from edgeswarm.security.authority import FleetAuthority
+from edgeswarm.security.tokens import Role, TokenRecord
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,10 @@ class ControlService(control_pb2_grpc.ControlServicer):
         members: Members,
         measurer: Measurer,
         router: Router,
+        authority: FleetAuthority | None = None,
     ) -> None:
         self.settings = settings
+        self.authority = authority
         self.deployer = deployer
         self.registry = deployer.registry
         self.members = members
@@ -135,6 +139,51 @@ class ControlService(control_pb2_grpc.ControlServicer):
             store=await asyncio.to_thread(self._store_status),
         )
 
+    def _authority(self) -> FleetAuthority:
+        if self.authority is None:
+            raise PlacementError("this coordinator runs --insecure: it has no fleet CA and no tokens")
+        return self.authority
+
+    async def Join(
+        self, request: control_pb2.JoinRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.JoinResponse:
+        authority = self._authority()
+        if request.token:
+            certificate = authority.enroll(request.token, request.certificate_request)
+        else:
+            certificate = authority.renew(request.current_certificate, request.certificate_request)
+        return control_pb2.JoinResponse(certificate=certificate, ca=authority.ca_pem)
+
+    async def CreateToken(
+        self, request: control_pb2.CreateTokenRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.CreateTokenResponse:
+        authority = self._authority()
+        try:
+            role = Role(request.role)
+        except ValueError:
+            raise InvalidRequest(f"role must be worker, client or admin, not {request.role!r}") from None
+        if request.ttl_seconds < 0:
+            raise InvalidRequest(f"ttl must not be negative, not {request.ttl_seconds}")
+        record, secret = authority.tokens.create(role, request.ttl_seconds, request.description)
+        log.info("token_created id=%s role=%s ttl_s=%.0f", record.id, role, request.ttl_seconds)
+        return control_pb2.CreateTokenResponse(token=authority.token(record, secret), info=token_info(record))
+
+    async def ListTokens(
+        self, request: control_pb2.ListTokensRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.ListTokensResponse:
+        return control_pb2.ListTokensResponse(
+            tokens=[token_info(r) for r in self._authority().tokens.records()]
+        )
+
+    async def RevokeToken(
+        self, request: control_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> control_pb2.RevokeTokenResponse:
+        record = self._authority().tokens.revoke(request.id)
+        log.info("token_revoked id=%s role=%s worker=%s", record.id, record.role, record.worker_id[:8])
+        if record.worker_id:
+            self.members.revoke(record.worker_id)
+        return control_pb2.RevokeTokenResponse(info=token_info(record))
+
     def _store_status(self) -> control_pb2.StoreStatus:
         store = self.deployer.store
         deployed = {r.model.sha256 for r in self.registry.requests.values()}
@@ -146,7 +195,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
                     kept += sum(path.stat().st_size for _, path, _ in store.stage_files(sha))
             models.append(
                 control_pb2.StoredModel(
-                    name=m.name,
+                    name=", ".join(m.names) or m.name,
                     sha256=m.sha256,
                     size=m.size,
                     variants=m.variants,
@@ -161,6 +210,13 @@ class ControlService(control_pb2_grpc.ControlServicer):
 
     def _recent(self, model: str, worker: str) -> float:
         return self.router.latency.estimate(model, worker, self.router.clock())
+
+
+def token_info(record: TokenRecord) -> control_pb2.TokenInfo:
+    return control_pb2.TokenInfo(
+        id=record.id, role=record.role, created=record.created, expires=record.expires,
+        revoked=record.revoked, worker_id=record.worker_id, description=record.description,
+    )  # fmt: skip
 
 
 def link_status(a: str, b: str, pair: TimedPair) -> control_pb2.LinkStatus:

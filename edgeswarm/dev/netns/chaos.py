@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgeswarm.client import Client
 from edgeswarm.dev.loadgen import Load, Result
 from edgeswarm.dev.localfleet import wait_until
 from edgeswarm.dev.netns.swarm import NetFleet
@@ -139,7 +138,7 @@ def _back_after(results: Sequence[Result], injected: float, end: float, target: 
 
 
 def deploy_replicas(fleet: NetFleet, model_path: str, name: str, replicas: int = 2) -> None:
-    with Client(fleet.coordinator_address) as client:
+    with fleet.client() as client:
         client.deploy(model_path, name, mode="replicas", replicas=replicas, timeout=60)
 
 

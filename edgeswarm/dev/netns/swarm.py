@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 
-from edgeswarm.client import StatusReport
+from edgeswarm.client import Client, StatusReport
 from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import status_of, up_workers_of, wait_until
 from edgeswarm.dev.mosquitto import mosquitto_binary
@@ -23,7 +23,9 @@ MQTT_PORT = 1883
 
 
 class NetFleet:
-    """Processes of one fleet, one per host; `mqtt` runs a broker on a host of its own."""
+    """Processes of one fleet, one per host; `mqtt` runs a broker on a host of its own. Secure, as
+    any fleet off loopback must be: the coordinator makes its CA, each worker joins with a token, and
+    `client()` carries the admin's credentials."""
 
     def __init__(
         self,
@@ -84,8 +86,16 @@ class NetFleet:
         ]
         return host.popen(argv, self.workdir / f"{log}.log", env=self.env)
 
+    @property
+    def credentials(self) -> Path:
+        return self.workdir / "coordinator-state" / "admin.credentials"
+
+    def client(self) -> Client:
+        return Client(self.coordinator_address, credentials=self.credentials)
+
     def start_coordinator(self) -> None:
         host = self.coordinator_host
+        self.credentials.unlink(missing_ok=True)  # rewritten once the coordinator is bound
         self.coordinator = self._edgeswarm(
             host, "coordinator", "coordinator", "--listen", self.coordinator_address,
             "--state-dir", str(self.workdir / "coordinator-state"),
@@ -93,6 +103,8 @@ class NetFleet:
 
     def start_worker(self, name: str) -> None:
         host = self.worker_hosts[name]
+        state = self.workdir / f"{name}-state"
+        join = () if (state / "worker.pem").is_file() else ("--join", self._worker_token())
         self.workers[name] = self._edgeswarm(
             host,
             name,
@@ -101,13 +113,24 @@ class NetFleet:
             "--name", name,
             "--cache-dir", str(self.workdir / name),
             "--threads", "1",
+            "--state-dir", str(state),
+            *join,
         )  # fmt: skip
 
+    def _worker_token(self) -> str:
+        credentials = self.credentials
+        wait_until(credentials.is_file, 30, "the coordinator's credentials")
+        with Client(credentials=credentials) as client:
+            token, _ = client.create_token("worker", description=f"netns fleet {self.fleet}")
+        return token
+
     def status(self) -> StatusReport:
-        return status_of(self.coordinator_address)
+        return status_of(self.coordinator_address, self.credentials)
 
     def up_workers(self) -> set[str]:
-        return up_workers_of(self.coordinator_address)
+        if not self.credentials.is_file():
+            return set()
+        return up_workers_of(self.coordinator_address, self.credentials)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         want = len(self.worker_hosts)

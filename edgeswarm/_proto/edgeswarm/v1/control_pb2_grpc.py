@@ -54,6 +54,26 @@ class ControlStub:
                 request_serializer=edgeswarm_dot_v1_dot_control__pb2.DrainWorkerRequest.SerializeToString,
                 response_deserializer=edgeswarm_dot_v1_dot_control__pb2.DrainWorkerResponse.FromString,
                 _registered_method=True)
+        self.Join = channel.unary_unary(
+                '/edgeswarm.v1.Control/Join',
+                request_serializer=edgeswarm_dot_v1_dot_control__pb2.JoinRequest.SerializeToString,
+                response_deserializer=edgeswarm_dot_v1_dot_control__pb2.JoinResponse.FromString,
+                _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/edgeswarm.v1.Control/CreateToken',
+                request_serializer=edgeswarm_dot_v1_dot_control__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=edgeswarm_dot_v1_dot_control__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/edgeswarm.v1.Control/ListTokens',
+                request_serializer=edgeswarm_dot_v1_dot_control__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=edgeswarm_dot_v1_dot_control__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/edgeswarm.v1.Control/RevokeToken',
+                request_serializer=edgeswarm_dot_v1_dot_control__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=edgeswarm_dot_v1_dot_control__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -85,6 +105,33 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Join(self, request, context):
+        """A worker joins the fleet: its join token and a certificate request; answered with its certificate.
+        Also how an enrolled worker renews its certificate (no token; its current certificate says who).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateToken(self, request, context):
+        """Token management (role admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +154,26 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Drain,
                     request_deserializer=edgeswarm_dot_v1_dot_control__pb2.DrainWorkerRequest.FromString,
                     response_serializer=edgeswarm_dot_v1_dot_control__pb2.DrainWorkerResponse.SerializeToString,
+            ),
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=edgeswarm_dot_v1_dot_control__pb2.JoinRequest.FromString,
+                    response_serializer=edgeswarm_dot_v1_dot_control__pb2.JoinResponse.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=edgeswarm_dot_v1_dot_control__pb2.CreateTokenRequest.FromString,
+                    response_serializer=edgeswarm_dot_v1_dot_control__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=edgeswarm_dot_v1_dot_control__pb2.ListTokensRequest.FromString,
+                    response_serializer=edgeswarm_dot_v1_dot_control__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=edgeswarm_dot_v1_dot_control__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=edgeswarm_dot_v1_dot_control__pb2.RevokeTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +284,114 @@ class Control:
             '/edgeswarm.v1.Control/Drain',
             edgeswarm_dot_v1_dot_control__pb2.DrainWorkerRequest.SerializeToString,
             edgeswarm_dot_v1_dot_control__pb2.DrainWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeswarm.v1.Control/Join',
+            edgeswarm_dot_v1_dot_control__pb2.JoinRequest.SerializeToString,
+            edgeswarm_dot_v1_dot_control__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeswarm.v1.Control/CreateToken',
+            edgeswarm_dot_v1_dot_control__pb2.CreateTokenRequest.SerializeToString,
+            edgeswarm_dot_v1_dot_control__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeswarm.v1.Control/ListTokens',
+            edgeswarm_dot_v1_dot_control__pb2.ListTokensRequest.SerializeToString,
+            edgeswarm_dot_v1_dot_control__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeswarm.v1.Control/RevokeToken',
+            edgeswarm_dot_v1_dot_control__pb2.RevokeTokenRequest.SerializeToString,
+            edgeswarm_dot_v1_dot_control__pb2.RevokeTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -219,12 +219,14 @@ class PingResponse(_message.Message):
     def __init__(self, size: _Optional[int] = ...) -> None: ...
 
 class MeasureLinkRequest(_message.Message):
-    __slots__ = ("address", "payload_bytes")
+    __slots__ = ("address", "worker_id", "payload_bytes")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     address: str
+    worker_id: str
     payload_bytes: int
-    def __init__(self, address: _Optional[str] = ..., payload_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, address: _Optional[str] = ..., worker_id: _Optional[str] = ..., payload_bytes: _Optional[int] = ...) -> None: ...
 
 class LinkFigures(_message.Message):
     __slots__ = ("rtt_seconds", "bandwidth")
