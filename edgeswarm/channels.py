@@ -253,7 +253,7 @@ class _GuardedHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
 
 def _guard(method: str, handler: grpc.RpcMethodHandler, authorize: Authorize | None) -> grpc.RpcMethodHandler:
     serializers = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _tolerant(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
@@ -262,10 +262,8 @@ def _guard(method: str, handler: grpc.RpcMethodHandler, authorize: Authorize | N
         )
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            _guarded(method, handler.stream_unary, authorize), **serializers
+            _guarded(method, _decoded_stream(method, handler.stream_unary), authorize), **serializers
         )
-    if authorize is None:
-        return handler
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
             _authorized_stream(method, handler.unary_stream, authorize), **serializers
@@ -275,23 +273,73 @@ def _guard(method: str, handler: grpc.RpcMethodHandler, authorize: Authorize | N
     )
 
 
-def _authorized_stream(method: str, behavior: Any, authorize: Authorize) -> Any:
-    """A streaming handler that first checks its caller (the error guard covers unary ones)."""
+class _Undecodable:
+    """What a request's bytes that do not parse deserialize to: the handler is not run on it."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # protobuf's DecodeError, or a custom deserializer's own
+            return _Undecodable(exc)
+
+    return deserialize
+
+
+def _refuse_undecodable(method: str, request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidRequest(f"{method}: the request is not a valid message ({request.error})")
+
+
+def _decoded_stream(method: str, behavior: Behavior) -> Behavior:
+    """A stream-request handler whose request iterator refuses an undecodable message."""
+
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await behavior(_decoded_stream_iterator(method, request), context)
+
+    return handler
+
+
+def _authorized_stream(method: str, behavior: Any, authorize: Authorize | None) -> Any:
+    """A response-streaming handler that first checks its caller and its request (the error guard
+    covers unary ones)."""
 
     async def authorized(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            authorize(method, context)
+            if authorize is not None:
+                authorize(method, context)
+            if hasattr(request, "__aiter__"):
+                request = _decoded_stream_iterator(method, request)
+            else:
+                _refuse_undecodable(method, request)
         except EdgeswarmError as exc:
             log.info("rpc_refused method=%s code=%s message=%r", method, exc.code.name, exc.message)
             await context.abort(exc.code, exc.message)
         result = behavior(request, context)
-        if hasattr(result, "__aiter__"):
-            async for item in result:
-                yield item
-        else:  # a handler that writes with context.write and returns nothing
-            await result
+        try:
+            if hasattr(result, "__aiter__"):
+                async for item in result:
+                    yield item
+            else:  # a handler that writes with context.write and returns nothing
+                await result
+        except EdgeswarmError as exc:  # an undecodable message on the way in, say
+            log.info("rpc_error method=%s code=%s message=%r", method, exc.code.name, exc.message)
+            await context.abort(exc.code, exc.message)
 
     return authorized
+
+
+async def _decoded_stream_iterator(method: str, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for message in messages:
+        _refuse_undecodable(method, message)
+        yield message
 
 
 def _guarded(method: str, behavior: Behavior, authorize: Authorize | None = None) -> Behavior:
@@ -301,6 +349,7 @@ def _guarded(method: str, behavior: Behavior, authorize: Authorize | None = None
         try:
             if authorize is not None:
                 authorize(method, context)
+            _refuse_undecodable(method, request)
             return await behavior(request, context)
         except grpc.aio.AbortError:
             code = "ABORTED_BY_HANDLER"

@@ -80,3 +80,21 @@ def test_a_worker_that_lies_about_its_outputs_is_caught() -> None:
     short.data = short.data[:4]
     with pytest.raises(InternalError, match="needs 8 bytes, got 4"):
         check_outputs("m", SIG, ["y"], [short])
+
+
+@pytest.mark.parametrize(
+    ("datatype", "field", "values", "message"),
+    [
+        ("UINT8", "uint_contents", [1, 300], r"UINT8 holds 0\.\.255, not 300"),
+        ("INT8", "int_contents", [-129, 0], r"INT8 holds -128\.\.127, not -129"),
+        ("FP16", "fp32_contents", [1.0, 1e6], r"1000000\.0 is beyond FP16's range"),
+    ],
+)
+def test_typed_contents_a_datatype_cannot_hold_are_refused_not_wrapped(
+    datatype: str, field: str, values: list[float], message: str
+) -> None:
+    sig = Signature(inputs=(TensorSpec("v", datatype, (2,)),), outputs=(TensorSpec("y", "FP32", (2,)),))
+    req = pb.ModelInferRequest(model_name="m")
+    getattr(req.inputs.add(name="v", datatype=datatype, shape=[2]).contents, field).extend(values)
+    with pytest.raises(InvalidRequest, match=message):
+        input_tensors("m", sig, req)

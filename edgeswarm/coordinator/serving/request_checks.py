@@ -67,7 +67,23 @@ def _from_contents(given: pb.ModelInferRequest.InferInputTensor) -> bytes:
     if known is None:
         raise InvalidRequest(f"input {given.name!r}: datatype {given.datatype!r} is not supported")
     values = getattr(given.contents, known.contents)
-    return codec.to_bytes(np.asarray(values, dtype=known.dtype))
+    wide = np.asarray(values, dtype=np.float64 if known.dtype.kind == "f" else None)
+    # Typed contents are wider than their datatype (uint32 for UINT8, fp32 for FP16): a value the
+    # datatype cannot hold is refused, not wrapped or turned into inf.
+    if known.dtype.kind in "iu" and wide.size:
+        limits = np.iinfo(known.dtype)  # type: ignore[type-var]
+        if wide.min() < limits.min or wide.max() > limits.max:
+            bad = wide[(wide < limits.min) | (wide > limits.max)][0]
+            raise InvalidRequest(
+                f"input {given.name!r}: {given.datatype} holds {limits.min}..{limits.max}, not {bad}"
+            )
+    elif known.dtype.kind == "f" and wide.size:
+        finite = np.isfinite(wide)
+        limit = np.finfo(known.dtype).max  # type: ignore[type-var]
+        if np.any(finite & (np.abs(wide) > limit)):
+            bad = wide[finite & (np.abs(wide) > limit)][0]
+            raise InvalidRequest(f"input {given.name!r}: {bad} is beyond {given.datatype}'s range (±{limit})")
+    return codec.to_bytes(wide.astype(known.dtype))
 
 
 def output_names(model: str, signature: Signature, request: pb.ModelInferRequest) -> tuple[str, ...]:
