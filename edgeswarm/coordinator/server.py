@@ -31,6 +31,7 @@ from edgeswarm.coordinator.serving.inference import InferenceService
 from edgeswarm.coordinator.serving.router import GrpcTransport, Router
 from edgeswarm.coordinator.serving.statistics import Statistics, TritonMetrics
 from edgeswarm.mdns import choose_interface
+from edgeswarm.security import routes
 from edgeswarm.security.authority import FleetAuthority
 from edgeswarm.security.roles import coordinator_authorizer
 
@@ -58,6 +59,7 @@ async def serve(settings: CoordinatorSettings) -> None:
         names = [settings.interface, split_address(settings.listen)[0]]
         authority = FleetAuthority(settings.state_dir, settings.fleet, names)
         secure_with(authority.identity)
+        routes.use_key(authority.route_key)
         members.revoked.update(authority.tokens.revoked_workers())
     authorize = coordinator_authorizer(authority.authenticate) if authority else None
     server = new_server(settings.max_message_bytes, authorize)

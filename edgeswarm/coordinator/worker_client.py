@@ -27,6 +27,7 @@ from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
 from edgeswarm.channels import open_channel
 from edgeswarm.errors import from_rpc_error
 from edgeswarm.linkprobe import probe
+from edgeswarm.security import routes
 from edgeswarm.security.pki import worker_dns
 
 CHUNK_BYTES = 1024 * 1024
@@ -109,7 +110,7 @@ class GrpcWorkerClient:
 
     async def describe(self, coordinator: str = "", timeout: float = 10.0) -> worker_pb2.WorkerDescription:
         with self._translated():
-            request = worker_pb2.DescribeRequest(coordinator=coordinator)
+            request = worker_pb2.DescribeRequest(coordinator=coordinator, route_key=routes.key())
             description: worker_pb2.WorkerDescription = await self._worker.Describe(request, timeout=timeout)
         return description
 

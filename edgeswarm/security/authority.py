@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 from pathlib import Path
 
@@ -54,6 +55,10 @@ class FleetAuthority:
             _write_private(ca_key_path, pki.key_pem(self._ca_key))
             ca_path.write_bytes(pki.pem(self.ca))
             log.info("fleet_ca_created fleet=%s ca_sha256=%s", fleet, pki.ca_hash(self.ca))
+        route_key = pki_dir / "route.key"
+        if not route_key.is_file():
+            _write_private(route_key, secrets.token_bytes(32))
+        self.route_key = route_key.read_bytes()
         self.ca_pem = pki.pem(self.ca)
         self.ca_hash = pki.ca_hash(self.ca)
         key = pki.new_key()

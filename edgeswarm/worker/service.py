@@ -18,6 +18,7 @@ from edgeswarm.channels import open_channel, process_identity, split_address
 from edgeswarm.errors import InvalidRequest, StageUnavailable, from_rpc_error
 from edgeswarm.linkprobe import MAX_PING_BYTES, PEER_PING_BYTES, probe
 from edgeswarm.metrics import WORKER_IN_FLIGHT
+from edgeswarm.security import routes
 from edgeswarm.security.pki import is_worker_id, worker_dns
 from edgeswarm.worker.batching import Batcher
 from edgeswarm.worker.cache import ShardStore, ShardWriter, check_digest
@@ -104,6 +105,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     async def Describe(
         self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.WorkerDescription:
+        if request.route_key:  # only the coordinator may call Describe (security.roles)
+            routes.use_key(request.route_key)
         if request.coordinator and request.coordinator != self.coordinator:
             self.coordinator = request.coordinator
             log.info(
@@ -292,6 +295,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     ) -> worker_pb2.StageResponse | bytes:
         if not request.route:
             raise InvalidRequest("RunStage needs a route with at least one hop")
+        if process_identity() is not None:
+            routes.check_route(request)
         hop, rest = request.route[0], request.route[1:]
         if not self.runtime.has(hop.stage):
             # The coordinator's view is stale (this process restarted, say): another replica can serve.
@@ -306,7 +311,11 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         if not rest:
             return worker_pb2.StageResponse(tensors=carried)
         onward = worker_pb2.StageRequest(
-            request_id=request.request_id, model=request.model, tensors=carried, route=rest
+            request_id=request.request_id,
+            model=request.model,
+            tensors=carried,
+            route=rest,
+            route_macs=routes.onward_macs(request),
         )
         return await self.forward(onward, context.time_remaining())
 

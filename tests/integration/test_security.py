@@ -20,6 +20,7 @@ import onnx
 import pytest
 
 from edgeswarm._proto.edgeswarm.v1 import control_pb2, worker_pb2, worker_pb2_grpc
+from edgeswarm.channels import open_channel
 from edgeswarm.client import Client, PermissionDenied, Unauthenticated, load_credentials
 from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import LOOPBACK, LocalFleet, free_port, wait_until
@@ -114,8 +115,6 @@ def test_the_coordinator_checks_every_callers_role(fleet: LocalFleet, model: Pat
 
 
 async def _worker_call(address: str, identity: pki.Identity | None, server_name: str) -> Exception | None:
-    from edgeswarm.channels import open_channel
-
     async with open_channel(address, server_name=server_name, identity=identity) as channel:
         stub = worker_pb2_grpc.WorkerStub(channel)
         try:
@@ -142,6 +141,15 @@ async def test_workers_obey_only_the_coordinator(fleet: LocalFleet, model: Path,
     peer = await enrollment.join(token, tmp_path / "peer", "ab" * 16)
     refused = await _worker_call(target.address, peer, name)
     assert isinstance(refused, PermissionDenied) and "the coordinator's to call" in refused.message
+    # RunStage is a peer's to call, but only with a route the coordinator issued.
+    async with open_channel(target.address, server_name=name, identity=peer) as channel:
+        forged = worker_pb2.StageRequest(
+            request_id="x", model="mlp", route=[worker_pb2.Hop(stage="0" * 64, addresses=["10.9.9.9:1"])]
+        )
+        with pytest.raises(grpc.RpcError) as refused_route:
+            await worker_pb2_grpc.WorkerStub(channel).RunStage(forged, timeout=5)
+    error = from_rpc_error(refused_route.value)
+    assert isinstance(error, PermissionDenied) and "routes come from the coordinator only" in error.message
     # The same token again, for another id: refused.
     key = pki.new_key()
     request = control_pb2.JoinRequest(token=token, certificate_request=pki.csr(key, f"worker:{'cd' * 16}"))
@@ -344,3 +352,21 @@ def test_a_runaway_graph_is_stopped_at_the_deadline_and_the_worker_keeps_serving
         )  # fmt: skip
         admin.undeploy("runaway")
     still_serves(fleet, model)
+
+
+def test_a_restarted_secure_coordinator_takes_over_the_plans_it_signed(
+    fleet: LocalFleet, model: Path
+) -> None:
+    """Its route key and CA persist in its state directory: the workers' plans verify, and the
+    routes it issues after the restart are accepted, with no redeploy."""
+    with fleet.client() as admin:
+        version = next(m.version for m in admin.status().models if m.name == "mlp")
+    fleet.kill_coordinator()
+    fleet.start_coordinator()
+    assert fleet.credentials is not None
+    wait_until(fleet.credentials.is_file, 30, "the restarted coordinator's credentials")
+    wait_until(lambda: "worker1" in fleet.up_workers(), 60, "worker1 back under the new coordinator")
+    still_serves(fleet, model)
+    with fleet.client() as admin:
+        assert next(m.version for m in admin.status().models if m.name == "mlp") == version
+    assert "reported_plan_ignored" not in fleet.log("coordinator")

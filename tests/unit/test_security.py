@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from edgeswarm._proto.edgeswarm.v1 import worker_pb2
+from edgeswarm.coordinator.deploying.installer import Installer
+from edgeswarm.coordinator.deploying.manifests import manifest_of
+from edgeswarm.coordinator.deploying.recovery import Recovery
+from edgeswarm.coordinator.deploying.registry import Registry
+from edgeswarm.coordinator.modelstore import ModelStore
+from edgeswarm.dev import zoo
 from edgeswarm.errors import InvalidRequest, PermissionDenied, Unauthenticated
-from edgeswarm.security import pki
+from edgeswarm.plans import Plan
+from edgeswarm.security import pki, routes
 from edgeswarm.security.authority import FleetAuthority
 from edgeswarm.security.roles import check_coordinator_call, check_worker_call
 from edgeswarm.security.tokens import (
@@ -21,6 +31,7 @@ from edgeswarm.security.tokens import (
     parse,
     parse_duration,
 )
+from tests.helpers import plan_of
 
 WORKER_ID = "0123456789abcdef0123456789abcdef"
 
@@ -158,3 +169,60 @@ def test_enrolment_and_renewal_check_token_role_name_and_key(tmp_path: Path) -> 
     authority.tokens.revoke(worker.id)
     with pytest.raises(PermissionDenied, match="revoked"):
         authority.renew(certificate, pki.csr(key, f"worker:{WORKER_ID}"))
+
+
+@pytest.fixture
+def route_key() -> Iterator[bytes]:
+    routes.use_key(b"k" * 32)
+    yield routes.key()
+    routes.use_key(b"")
+
+
+def hop(stage: str, *addresses: str) -> worker_pb2.Hop:
+    return worker_pb2.Hop(stage=stage, addresses=addresses, worker_ids=[f"id-{a}" for a in addresses])
+
+
+def test_a_route_runs_only_as_the_coordinator_issued_it(route_key: bytes) -> None:
+    request = routes.sign_route(
+        worker_pb2.StageRequest(
+            request_id="r1", model="m", route=[hop("a", "w1:1"), hop("b", "w2:1", "w3:1")]
+        )
+    )
+    routes.check_route(request)
+    # The next worker checks the rest of the route with the next MAC.
+    onward = worker_pb2.StageRequest(
+        request_id="r1", model="m", route=request.route[1:], route_macs=routes.onward_macs(request)
+    )
+    routes.check_route(onward)
+    for change in (
+        lambda r: r.route[1].addresses.append("evil:1"),  # forward somewhere else
+        lambda r: setattr(r, "model", "other"),
+        lambda r: setattr(r, "request_id", "r2"),
+    ):
+        tampered = worker_pb2.StageRequest()
+        tampered.CopyFrom(request)
+        change(tampered)
+        with pytest.raises(PermissionDenied, match="not one the coordinator issued"):
+            routes.check_route(tampered)
+    with pytest.raises(PermissionDenied, match="carries no MAC"):
+        routes.check_route(worker_pb2.StageRequest(request_id="r1", model="m", route=[hop("a", "w1:1")]))
+
+
+def test_a_restarted_coordinator_adopts_only_plans_it_signed_for_stages_it_holds(
+    route_key: bytes, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "store")
+    registry = Registry(frozenset, lambda: 0.0, 0.0)
+    recovery = Recovery(registry, Installer(registry, store))
+    stage = store.put_stage(zoo.mlp(layers=1, width=4, in_features=2, out_features=2).SerializeToString())
+    plan = plan_of(("w1",))
+    plan = Plan(plan.model, 3, plan.mode, plan.signature, (replace(plan.stages[0], sha256=stage),))
+    genuine = manifest_of(plan)
+    forged = manifest_of(replace(plan, version=999))
+    forged.signature = b"\0" * 32
+    unknown = manifest_of(
+        Plan("other", 1, plan.mode, plan.signature, (replace(plan.stages[0], sha256="f" * 64),))
+    )
+    assert not recovery._not_ours(genuine)
+    assert "signature is not this coordinator's" in recovery._not_ours(forged)
+    assert "this coordinator never cut" in recovery._not_ours(unknown)

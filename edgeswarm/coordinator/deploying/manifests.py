@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.plans import Mode, Plan, Signature, StageSpec, TensorSpec
+from edgeswarm.security import routes
 
 
 def manifest_of(plan: Plan) -> worker_pb2.PlanManifest:
+    """The plan as a worker keeps it, bound to this coordinator (security.routes.sign_plan)."""
+    return routes.sign_plan(_manifest(plan))
+
+
+def _manifest(plan: Plan) -> worker_pb2.PlanManifest:
     return worker_pb2.PlanManifest(
         model=plan.model,
         version=plan.version,

@@ -10,6 +10,7 @@ from edgeswarm.coordinator.deploying.installer import Installer
 from edgeswarm.coordinator.deploying.manifests import plan_of
 from edgeswarm.coordinator.deploying.registry import Registry
 from edgeswarm.coordinator.worker_client import WorkerClient
+from edgeswarm.security import routes
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,16 @@ class Recovery:
     def __init__(self, registry: Registry, installer: Installer) -> None:
         self.registry = registry
         self.installer = installer
+
+    def _not_ours(self, manifest: worker_pb2.PlanManifest) -> str:
+        """Why a plan a worker reports is not taken over (empty when it is): this coordinator did not
+        issue it, or it names stages the store does not hold."""
+        if not routes.plan_is_signed(manifest):
+            return "its signature is not this coordinator's"
+        unknown = [s.sha256[:12] for s in manifest.stages if not self.installer.store.has_stage(s.sha256)]
+        if unknown:
+            return f"it names stage(s) {', '.join(unknown)} this coordinator never cut"
+        return ""
 
     async def reconcile(
         self, worker_id: str, client: WorkerClient, description: worker_pb2.WorkerDescription
@@ -30,6 +41,13 @@ class Recovery:
         for manifest in description.plans:
             known = plans.get(manifest.model)
             if known is None or known.version < manifest.version:
+                why_not = self._not_ours(manifest)
+                if why_not:
+                    log.warning(
+                        "reported_plan_ignored model=%s version=%d from=%s reason=%r",
+                        manifest.model, manifest.version, worker_id[:8], why_not,
+                    )  # fmt: skip
+                    continue
                 plans[manifest.model] = plan_of(manifest)
                 log.info(
                     "model_recovered model=%s version=%d from=%s",

@@ -24,6 +24,7 @@ from edgeswarm.errors import EdgeswarmError
 from edgeswarm.graph.trivial import identity_chain
 from edgeswarm.linkprobe import PING_BYTES
 from edgeswarm.metrics import LINK_BANDWIDTH, LINK_RTT
+from edgeswarm.security import routes
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +230,10 @@ class Measurer:
         await client.put_shard(sha, shard, SHARD_TIMEOUT_S)
         await client.load_stage(sha, None, SHARD_TIMEOUT_S)
         tensors = codec.encode_all({"t0": np.zeros(floats, np.float32)})
-        request = worker_pb2.StageRequest(
-            request_id="overhead", tensors=tensors, route=[worker_pb2.Hop(stage=sha, carry=["t1"])]
+        request = routes.sign_route(
+            worker_pb2.StageRequest(
+                request_id="overhead", tensors=tensors, route=[worker_pb2.Hop(stage=sha, carry=["t1"])]
+            )
         )
         try:
             warm_until = time.perf_counter() + OVERHEAD_WARM_UP_S

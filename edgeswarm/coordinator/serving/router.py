@@ -17,6 +17,7 @@ from edgeswarm.coordinator.worker_client import WorkerClient
 from edgeswarm.errors import DeadlineExceeded, StageUnavailable
 from edgeswarm.metrics import ROUTE_FAILURES, ROUTED
 from edgeswarm.plans import Plan
+from edgeswarm.security import routes
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,13 @@ class Router:
                 next(self._turns),
                 lambda worker: self.latency.estimate(plan.model, worker, now),  # noqa: B023
             )
-            request = worker_pb2.StageRequest(
-                request_id=request_id,
-                model=plan.model,
-                tensors=tensors,
-                route=self._hops(route, outputs, plan),
+            request = routes.sign_route(
+                worker_pb2.StageRequest(
+                    request_id=request_id,
+                    model=plan.model,
+                    tensors=tensors,
+                    route=self._hops(route, outputs, plan),
+                )
             )
             primaries = [hop.workers[0] for hop in route]
             ROUTED.labels(plan.model, primaries[0]).inc()

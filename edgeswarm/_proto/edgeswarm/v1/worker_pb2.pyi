@@ -8,10 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DescribeRequest(_message.Message):
-    __slots__ = ("coordinator",)
+    __slots__ = ("coordinator", "route_key")
     COORDINATOR_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_KEY_FIELD_NUMBER: _ClassVar[int]
     coordinator: str
-    def __init__(self, coordinator: _Optional[str] = ...) -> None: ...
+    route_key: bytes
+    def __init__(self, coordinator: _Optional[str] = ..., route_key: _Optional[bytes] = ...) -> None: ...
 
 class WorkerDescription(_message.Message):
     __slots__ = ("id", "name", "fleet", "version", "cores", "memory_available", "cached_shards", "loaded_stages", "onnxruntime_version", "plans", "calibration_gflops", "memory_limit", "stage_memory")
@@ -81,7 +83,7 @@ class StageManifest(_message.Message):
     def __init__(self, index: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., carry: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ..., group: _Optional[int] = ...) -> None: ...
 
 class PlanManifest(_message.Message):
-    __slots__ = ("model", "version", "mode", "inputs", "outputs", "stages", "batch_max", "batch_delay_ms")
+    __slots__ = ("model", "version", "mode", "inputs", "outputs", "stages", "batch_max", "batch_delay_ms", "signature")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +92,7 @@ class PlanManifest(_message.Message):
     STAGES_FIELD_NUMBER: _ClassVar[int]
     BATCH_MAX_FIELD_NUMBER: _ClassVar[int]
     BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     mode: str
@@ -98,7 +101,8 @@ class PlanManifest(_message.Message):
     stages: _containers.RepeatedCompositeFieldContainer[StageManifest]
     batch_max: int
     batch_delay_ms: float
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., mode: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageManifest, _Mapping]]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., mode: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageManifest, _Mapping]]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class ShardChunk(_message.Message):
     __slots__ = ("sha256", "size", "data", "external_data")
@@ -163,16 +167,18 @@ class Hop(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., worker_ids: _Optional[_Iterable[str]] = ..., carry: _Optional[_Iterable[str]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ...) -> None: ...
 
 class StageRequest(_message.Message):
-    __slots__ = ("request_id", "model", "tensors", "route")
+    __slots__ = ("request_id", "model", "tensors", "route", "route_macs")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_MACS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     tensors: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     route: _containers.RepeatedCompositeFieldContainer[Hop]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ...) -> None: ...
+    route_macs: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., route_macs: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class StageResponse(_message.Message):
     __slots__ = ("tensors",)
