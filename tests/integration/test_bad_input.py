@@ -177,3 +177,23 @@ def test_a_worker_times_its_link_to_another_and_refuses_bad_link_requests(shared
                 stub.MeasureLink(request, timeout=10)
             assert caught.value.code() == code and text in (caught.value.details() or "")
     assert "link_measured to=" in shared_fleet.log("worker1")
+
+
+def test_a_declared_input_too_big_to_sample_is_refused_at_once(
+    client: Client, model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "huge",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2**27])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2**27])],
+    )
+    path = tmp_path / "huge.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(
+        InvalidRequest, match=r"cannot be planned by measurement: sample inputs would take over"
+    ):
+        client.deploy(path, "huge", timeout=30)
+    still_serves(client, model_files)

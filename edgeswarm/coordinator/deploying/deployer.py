@@ -165,7 +165,10 @@ class Deployer:
         """Times the model's segments on the live workers, plans, and reports the plan."""
         if not live:
             raise PlacementError(f"model {name!r}: no live worker to plan for")
-        inputs = sample_inputs(model, batch=1)
+        try:  # off the event loop: a model's declared shapes decide how long this takes
+            inputs = await asyncio.to_thread(sample_inputs, model, 1)
+        except ValueError as exc:
+            raise InvalidRequest(f"model {name!r} cannot be planned by measurement: {exc}") from exc
         try:
             segments = await asyncio.to_thread(segments_of, model, inputs)
         except PartitionError as exc:
