@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 import onnx
 
 from edgeswarm.errors import NotFound, ResourceExhausted
-from edgeswarm.graph.externaldata import data_files
+from edgeswarm.graph.externaldata import data_files, data_shard
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class StoredModel:
     directory: Path
     files: tuple[StoredFile, ...]  # the .onnx first
     variants: dict[str, int] = field(default_factory=dict)  # method -> bytes
-    stages: tuple[str, ...] = ()  # digests of the stages cut from it
+    # The stages cut from it, by digest, each with the digests of its data files.
+    stages: dict[str, tuple[str, ...]] = field(default_factory=dict)
     last_used: float = 0.0
     names: tuple[str, ...] = ()  # every name it was deployed as
 
@@ -144,7 +145,7 @@ class ModelStore:
             directory=directory,
             files=tuple(StoredFile(**f) for f in meta["files"]),
             variants=meta.get("variants", {}),
-            stages=tuple(meta.get("stages", ())),
+            stages={sha: tuple(data) for sha, data in meta.get("stages", {}).items()},
             last_used=(directory / META).stat().st_mtime,
         )
 
@@ -166,7 +167,7 @@ class ModelStore:
         meta = json.loads(path.read_text())
         for key, value in changes.items():
             if key == "stages":
-                meta["stages"] = sorted({*meta.get("stages", ()), *value})
+                meta["stages"] = {**meta.get("stages", {}), **value}
             elif key == "name":
                 meta["name"] = value
                 meta["names"] = sorted({*meta.get("names", ()), value})
@@ -192,8 +193,18 @@ class ModelStore:
         """Records the bytes of `model` quantized by `method` where it is kept as stages only."""
         self._update(model.sha256, variants={method: size})
 
-    def record_stages(self, model: StoredModel, digests: list[str]) -> None:
-        self._update(model.sha256, stages=digests)
+    def record_stages(self, model: StoredModel, stages: Mapping[str, Sequence[str]]) -> None:
+        """Notes the stages cut from `model`: each one's digest, with the digests of its data files."""
+        self._update(model.sha256, stages={sha: list(data) for sha, data in stages.items()})
+
+    def kept_stage_bytes(self, model: StoredModel) -> int:
+        """Bytes of the stages cut from `model` that the store still holds whole (stat'ed, not read)."""
+        total = 0
+        for sha, data in model.stages.items():
+            paths = [self.stage_path(sha), *(self.data_path(d) for d in data)]
+            with contextlib.suppress(FileNotFoundError):
+                total += sum(p.stat().st_size for p in paths)
+        return total
 
     # Stages.
 
@@ -232,11 +243,10 @@ class ModelStore:
             raise NotFound(f"stage {sha256[:12]} is not in the coordinator's store")
         files = []
         for location in data_files(onnx.load(str(graph), load_external_data=False)):
-            data_sha = Path(location).stem
-            path = self.data_path(data_sha)
-            if not (_SHA256.match(data_sha) and path.is_file()):
+            data_sha = data_shard(location)
+            if data_sha is None or not self.data_path(data_sha).is_file():
                 raise NotFound(f"stage {sha256[:12]}: its data file {location!r} is not in the store")
-            files.append((data_sha, path, True))
+            files.append((data_sha, self.data_path(data_sha), True))
         files.append((sha256, graph, False))
         return files
 

@@ -3,6 +3,7 @@ a plain relative path inside the model's directory, every weight's bytes within 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -11,6 +12,8 @@ from google.protobuf.message import DecodeError
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
 from edgeswarm.graph.costs import tensor_nbytes
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ExternalDataError(ValueError):
@@ -35,10 +38,26 @@ def data_files(model: onnx.ModelProto) -> list[str]:
     return list(files)
 
 
+def relative_inside(text: str) -> PurePosixPath | None:
+    """`text` as a path relative to a directory and inside it; None for an empty, absolute or drive
+    path, or one that climbs out with `..`."""
+    path = PurePosixPath(text)
+    if not text or path.is_absolute() or ".." in path.parts or ":" in text:
+        return None
+    return path
+
+
+def data_shard(location: str) -> str | None:
+    """The sha256 a stage's data location names, `<sha256>.data` (how stage files name their data,
+    and how a worker keeps it); None for any other name."""
+    stem, _, suffix = location.partition(".")
+    return stem if _SHA256.match(stem) and suffix == "data" else None
+
+
 def checked_location(tensor: onnx.TensorProto) -> str:
     location = ExternalDataInfo(tensor).location
-    path = PurePosixPath(location.replace("\\", "/"))
-    if not location or path.is_absolute() or ".." in path.parts or ":" in location:
+    path = relative_inside(location.replace("\\", "/"))
+    if path is None:
         raise ExternalDataError(
             f"weight {tensor.name!r} names external data {location!r}: a location must be a relative path "
             "inside the model's directory"

@@ -76,8 +76,11 @@ def load(directory: Path) -> tuple[pki.Identity, str, str] | None:
     return pki.Identity(ca, certificate, key), name.removeprefix(pki.WORKER_PREFIX), coordinator.decode()
 
 
-async def join(token: str, directory: Path, worker_id: str, timeout: float = 30.0) -> pki.Identity:
-    """Enrolls this worker with its join token; keeps and returns its identity."""
+async def join(
+    token: str, directory: Path, worker_id: str, timeout: float = 30.0
+) -> tuple[pki.Identity, str, str]:
+    """Enrolls this worker with its join token; keeps its identity and returns it as `load` does:
+    with the worker id and the coordinator it joined."""
     try:
         parsed = parse(token)
     except BadToken as exc:
@@ -91,7 +94,7 @@ async def join(token: str, directory: Path, worker_id: str, timeout: float = 30.
     identity = pki.Identity(response.ca, response.certificate, pki.key_pem(key))
     _save(directory, identity.key, identity.certificate, identity.ca, parsed.coordinator)
     log.info("worker_joined_fleet id=%s coordinator=%s", worker_id[:8], parsed.coordinator)
-    return identity
+    return identity, worker_id, parsed.coordinator
 
 
 async def renew(

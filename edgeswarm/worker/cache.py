@@ -7,7 +7,6 @@ shard, `<sha256>.data` in the same directory, where ONNX Runtime finds (and maps
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import tempfile
@@ -17,7 +16,8 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from edgeswarm.errors import InvalidRequest, ResourceExhausted
-from edgeswarm.graph.externaldata import ExternalDataError, data_files
+from edgeswarm.graph.externaldata import ExternalDataError, data_files, data_shard
+from edgeswarm.graph.stagefiles import HashingWriter
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -77,8 +77,8 @@ class ShardStore:
             raise InvalidRequest(f"shard {sha256[:12]} is no ONNX graph this worker can load: {exc}") from exc
         wanted = []
         for location in locations:
-            stem, _, suffix = location.partition(".")
-            if not (_SHA256.match(stem) and suffix == "data"):
+            stem = data_shard(location)
+            if stem is None:
                 raise InvalidRequest(
                     f"shard {sha256[:12]} names external data {location!r}: a stage's data must be a "
                     "shard, named <sha256>.data"
@@ -135,30 +135,24 @@ class ShardWriter:
         self.target = target
         self.sha256 = sha256
         self.size = size
-        self._hash = hashlib.sha256()
-        self._written = 0
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
-        self._file = os.fdopen(fd, "wb")
-        self._tmp = Path(name)
+        os.close(fd)
+        self._out = HashingWriter(Path(name))
 
     def write(self, data: bytes) -> None:
-        self._written += len(data)
-        if self._written > self.size:
+        if self._out.size + len(data) > self.size:
             raise InvalidRequest(f"shard {self.sha256[:12]}: more than the announced {self.size} bytes")
-        self._hash.update(data)
-        self._file.write(data)
+        self._out.write(data)
 
     def commit(self) -> None:
-        self._file.close()
-        digest = self._hash.hexdigest()
-        if self._written != self.size:
+        digest = self._out.close()
+        if self._out.size != self.size:
             self.abort()
-            raise InvalidRequest(f"shard {self.sha256[:12]}: got {self._written} of {self.size} bytes")
+            raise InvalidRequest(f"shard {self.sha256[:12]}: got {self._out.size} of {self.size} bytes")
         if digest != self.sha256:
             self.abort()
             raise InvalidRequest(f"shard {self.sha256[:12]}: content has sha256 {digest[:12]}")
-        self._tmp.replace(self.target)
+        self._out.path.replace(self.target)
 
     def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        self._out.discard()

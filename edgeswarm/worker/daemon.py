@@ -158,10 +158,7 @@ async def _identity(settings: WorkerSettings, wid: str) -> tuple[Identity, str, 
             f"this worker has not joined a fleet (nothing in {settings.state_dir}): run it once with "
             "--join TOKEN (from `edgeswarm token create --role worker`), or with --insecure on 127.0.0.1"
         )
-    identity = await enrollment.join(settings.join, settings.state_dir, wid)
-    kept = enrollment.load(settings.state_dir)
-    assert kept is not None
-    return identity, wid, kept[2]
+    return await enrollment.join(settings.join, settings.state_dir, wid)
 
 
 async def _recalibrate(

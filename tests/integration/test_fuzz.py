@@ -30,6 +30,7 @@ from edgeswarm._proto.edgeswarm.v1 import control_pb2, worker_pb2
 from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
 from edgeswarm.client import Client
 from edgeswarm.dev import zoo
+from edgeswarm.dev.bigmodel import memory_of
 from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.dev.reference import reference
 from edgeswarm.graph.samples import sample_inputs
@@ -145,11 +146,7 @@ def send(channel: grpc.Channel, path: str, method: MethodDescriptor, data: bytes
 
 def footprint(pid: int) -> tuple[int, int]:
     """(resident bytes, open files) of a process."""
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) * 1024
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+    return memory_of(pid)["VmRSS"], len(os.listdir(f"/proc/{pid}/fd"))
 
 
 @pytest.fixture(scope="module")

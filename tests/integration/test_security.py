@@ -138,7 +138,7 @@ async def test_workers_obey_only_the_coordinator(fleet: LocalFleet, model: Path,
     # A fleet worker's certificate (a worker token joined for a new id): a peer, not the coordinator.
     with fleet.client() as admin:
         token, _ = admin.create_token("worker")
-    peer = await enrollment.join(token, tmp_path / "peer", "ab" * 16)
+    peer, _, _ = await enrollment.join(token, tmp_path / "peer", "ab" * 16)
     refused = await _worker_call(target.address, peer, name)
     assert isinstance(refused, PermissionDenied) and "the coordinator's to call" in refused.message
     # RunStage is a peer's to call, but only with a route the coordinator issued.

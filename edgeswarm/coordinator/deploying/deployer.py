@@ -79,6 +79,7 @@ class Deployer:
             self.store.touch(model.sha256)
             # As the store holds it now: it may have been evicted since (undeployed, then room made).
             model = await asyncio.to_thread(self.store.model, model.sha256)
+            stage_data: dict[str, list[str]] = {}  # each stage's data files (inline stages: none)
             if model.external:
                 # Planning by measurement would profile segments holding the weights: a model kept in
                 # external data is placed as a pipeline over the live workers instead, and quantized
@@ -89,7 +90,7 @@ class Deployer:
                 load = Counter(w for plan in plans.values() for w in plan.workers)
                 placed = place(name, stage_count, per_stage, live, load)
                 await asyncio.to_thread(self.store.make_room, model.size, *self.kept())
-                signature, specs = await asyncio.to_thread(
+                signature, specs, stage_data = await asyncio.to_thread(
                     self._cut_files, name, model, stage_count, placed, quantization
                 )
                 placed_as = Mode.PIPELINE if mode is Mode.AUTO else mode
@@ -121,7 +122,7 @@ class Deployer:
                     plan = Plan(name, version, mode, cut.signature, tuple(specs))
                 del data
                 await asyncio.to_thread(self._keep_stages, shards)
-            self.store.record_stages(model, [s.sha256 for s in specs])
+            self.store.record_stages(model, {s.sha256: stage_data.get(s.sha256, []) for s in specs})
             plan = replace(plan, batch_max=batching[0], batch_delay_s=batching[1], quantization=quantization)
             why_not = over_memory(
                 name, [(s.size, s.workers) for s in specs], self._held(name), self._limits()
@@ -248,9 +249,10 @@ class Deployer:
         stage_count: int,
         placed: Sequence[tuple[str, ...]],
         quantization: Quantization | None,
-    ) -> tuple[Signature, list[StageSpec]]:
+    ) -> tuple[Signature, list[StageSpec], dict[str, list[str]]]:
         """Cuts a model kept in external data into the store, stage by stage, its weights copied range by
-        range, and quantizes each stage on its own if asked: the model is never whole in memory."""
+        range, and quantizes each stage on its own if asked: the model is never whole in memory.
+        Returns also each stage's data files, by digest."""
         structure = load_checked_structure(name, model.path)
 
         def fits(parts: list[StagePart]) -> None:
@@ -263,6 +265,7 @@ class Deployer:
 
         try:
             cuts = balanced_cuts(structure, stage_count) if stage_count > 1 else []
+            data: dict[str, list[str]] = {}
             with self.store.incoming() as out:
                 specs = []
                 for files, workers in zip(
@@ -270,12 +273,14 @@ class Deployer:
                 ):
                     if quantization is None:
                         sha = self.store.adopt_stage(files.model, files.data, files.data_sha256)
+                        data[sha] = [files.data_sha256] if files.data is not None else []
                     else:
                         sha = self.store.put_stage(quantized_stage(name, files.model, quantization))
                         files.model.unlink()
                         if files.data is not None:
                             files.data.unlink()
-                    size = sum(p.stat().st_size for _, p, _ in self.store.stage_files(sha))
+                    paths = [self.store.stage_path(sha), *map(self.store.data_path, data.get(sha, []))]
+                    size = sum(p.stat().st_size for p in paths)
                     p = files.part
                     specs.append(StageSpec(p.index, sha, size, p.inputs, p.outputs, p.carry, workers))
             if quantization is not None:
@@ -284,7 +289,7 @@ class Deployer:
             raise InvalidRequest(f"model {name!r} cannot be split into {stage_count} stages: {exc}") from exc
         except ValueError as exc:  # a weight's bytes not in its data file
             raise InvalidRequest(f"model {name!r}: {exc}") from exc
-        return signature_of(structure), specs
+        return signature_of(structure), specs, data
 
     def calibrations(self, workers: Iterable[str]) -> tuple[tuple[str, float], ...]:
         """Each worker's last reported calibration (GFLOP/s), by id."""

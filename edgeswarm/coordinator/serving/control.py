@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -19,7 +18,7 @@ from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
 from edgeswarm.coordinator.serving.uploads import UploadBudget, receive
-from edgeswarm.errors import EdgeswarmError, InvalidRequest, PlacementError
+from edgeswarm.errors import InvalidRequest, PlacementError
 from edgeswarm.graph.quantize import quantized
 from edgeswarm.plans import Mode, Objective, Plan, Quantization, WorkerState
 from edgeswarm.security.authority import FleetAuthority
@@ -189,10 +188,6 @@ class ControlService(control_pb2_grpc.ControlServicer):
         deployed = {r.model.sha256 for r in self.registry.requests.values()}
         models = []
         for m in store.models():
-            kept = 0
-            for sha in m.stages:
-                with contextlib.suppress(EdgeswarmError):
-                    kept += sum(path.stat().st_size for _, path, _ in store.stage_files(sha))
             models.append(
                 control_pb2.StoredModel(
                     name=", ".join(m.names) or m.name,
@@ -201,7 +196,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
                     variants=m.variants,
                     deployed=m.sha256 in deployed,
                     last_used=m.last_used,
-                    stage_bytes=kept,
+                    stage_bytes=store.kept_stage_bytes(m),
                 )
             )
         return control_pb2.StoreStatus(

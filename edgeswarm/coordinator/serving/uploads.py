@@ -18,7 +18,13 @@ from google.protobuf.message import DecodeError
 from edgeswarm._proto.edgeswarm.v1 import control_pb2
 from edgeswarm.coordinator.modelstore import ModelStore, StoredFile, StoredModel
 from edgeswarm.errors import InvalidRequest, ResourceExhausted
-from edgeswarm.graph.externaldata import ExternalDataError, check_ranges, data_files, local_sizes
+from edgeswarm.graph.externaldata import (
+    ExternalDataError,
+    check_ranges,
+    data_files,
+    local_sizes,
+    relative_inside,
+)
 from edgeswarm.graph.stagefiles import HashingWriter
 
 # The file name a stream with no DeployFile message gives its one .onnx file.
@@ -130,8 +136,8 @@ async def _write_files(
 
 
 def _file_path(name: str, directory: Path, file_name: str, first: bool) -> Path:
-    path = PurePosixPath(file_name)
-    if not file_name or path.is_absolute() or ".." in path.parts or "\\" in file_name or ":" in file_name:
+    path = None if "\\" in file_name else relative_inside(file_name)
+    if path is None:
         raise InvalidRequest(
             f"model {name!r}: file name {file_name!r} must be a relative path inside the model's directory"
         )
