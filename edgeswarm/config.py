@@ -119,6 +119,11 @@ class CoordinatorSettings(_Settings):
     # once); a worker left alone for being slow is tried again as its estimate decays with this
     # time constant, in seconds.
     latency_decay: float = 2.0
+    # An attempt that takes `attempt_factor` times the longest any request of the model has taken (at
+    # least `attempt_floor` seconds) counts as stuck: its worker is banned and the request retried on
+    # another route. 0: an attempt may use the request's whole time.
+    attempt_factor: float = 10.0
+    attempt_floor: float = 2.0
     # Seconds between re-reading each worker's description (its calibration, memory limit): a model
     # placed by measurement is re-planned when a worker's calibration moved by more than 30%.
     # 0: only when a worker (re)joins.

@@ -48,7 +48,13 @@ async def serve(settings: CoordinatorSettings) -> None:
     members.on_change.append(registry.announce)
     measurer = Measurer(members.client, members.descriptions.get, members.address, members.clock)
     deployer = Deployer(members, registry, installer, measurer)
-    router = Router(members, GrpcTransport(members.client), latency_decay=settings.latency_decay)
+    router = Router(
+        members,
+        GrpcTransport(members.client),
+        latency_decay=settings.latency_decay,
+        attempt_factor=settings.attempt_factor,
+        attempt_floor=settings.attempt_floor,
+    )
     members.on_lost.append(router.abandon)
     health_servicer = health.aio.HealthServicer()
 

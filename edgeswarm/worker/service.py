@@ -12,10 +12,10 @@ import grpc
 import onnxruntime as ort
 from google.protobuf import message_factory
 
-from edgeswarm import __version__, codec
+from edgeswarm import __version__, codec, deadlines
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2, worker_pb2_grpc
 from edgeswarm.channels import open_channel, process_identity, split_address
-from edgeswarm.errors import InvalidRequest, StageUnavailable, from_rpc_error
+from edgeswarm.errors import DeadlineExceeded, InvalidRequest, StageUnavailable, from_rpc_error
 from edgeswarm.linkprobe import MAX_PING_BYTES, PEER_PING_BYTES, probe
 from edgeswarm.metrics import WORKER_IN_FLIGHT
 from edgeswarm.security import routes
@@ -326,10 +326,15 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         failed: list[str] = []
         for address, worker in _candidates(hop.addresses, hop.worker_ids):
             try:
-                response: bytes = await self.peers.run_stage(address, worker)(request, timeout=timeout)
+                response: bytes = await self.peers.run_stage(address, worker)(
+                    request, timeout=deadlines.onward(timeout)
+                )
                 return response
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
+                if isinstance(error, DeadlineExceeded):
+                    # This hop still has time: the next one is stuck (or its link is).
+                    error = StageUnavailable(f"worker {worker[:8]} did not answer in time", (worker,))
                 if isinstance(error, StageUnavailable) and set(error.failed) <= {worker}:
                     log.warning(
                         "hop_failed request=%s worker=%s address=%s error=%r",
@@ -355,6 +360,7 @@ def _candidates(addresses: Sequence[str], worker_ids: Sequence[str]) -> list[tup
 
 
 RUN_STAGE = "/edgeswarm.v1.Worker/RunStage"
+
 # Most runs of each segment one Profile may ask for (the coordinator asks for 5).
 MAX_PROFILE_REPEATS = 50
 

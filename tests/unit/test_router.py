@@ -163,3 +163,60 @@ async def test_a_slow_replica_is_passed_over_then_tried_again_as_its_estimate_de
     assert firsts[:2] == ["a", "b"]
     assert 2 <= firsts.count("b") <= 4, firsts
     assert firsts[2:40].count("b") == 0
+
+
+class Stuck(Transport):
+    """Worker "a" answers after `seconds["a"]`; one that takes longer than it was given runs out of time."""
+
+    def __init__(self, fleet: Fleet, seconds: dict[str, float]) -> None:
+        super().__init__({})
+        self.fleet = fleet
+        self.seconds = seconds
+        self.budgets: list[float] = []
+
+    async def run(
+        self, worker_id: str, request: worker_pb2.StageRequest, timeout: float
+    ) -> worker_pb2.StageResponse:
+        self.budgets.append(timeout)
+        if self.seconds[worker_id] > timeout:
+            self.fleet.now += timeout
+            self.calls.append((worker_id, []))
+            raise DeadlineExceeded(f"{worker_id}: deadline exceeded")
+        self.fleet.now += self.seconds[worker_id]
+        return await super().run(worker_id, request, timeout)
+
+
+async def test_a_worker_stuck_far_past_what_the_model_takes_is_banned_and_the_request_retried() -> None:
+    fleet = Fleet("ab")
+    transport = Stuck(fleet, {"a": 0.1, "b": 0.1})
+    router = Router(fleet, transport, clock=lambda: fleet.now, attempt_factor=10, attempt_floor=0.5)
+    for i in range(2):  # one on each
+        await router.infer(plan_of(("a", "b")), TENSORS, ["y"], f"r{i}", timeout=30)
+    assert transport.budgets[0] == 30  # nothing known of the model yet: the whole time
+    transport.seconds["a"] = 1e9  # stuck
+    out = await router.infer(plan_of(("a", "b")), TENSORS, ["y"], "r2", timeout=30)
+    assert [t.name for t in out] == ["y"]
+    # 10 x the 0.1 s the model took: a is given up after 1 s and banned; b, given twice that, answers.
+    assert [c[0] for c in transport.calls[2:]] == ["a", "b"]
+    assert transport.budgets[2:] == [pytest.approx(1.0), pytest.approx(2.0)]
+    assert fleet.banned("a") and not fleet.banned("b")
+
+
+async def test_a_request_slow_everywhere_gets_longer_attempts_and_in_the_end_its_whole_time() -> None:
+    fleet = Fleet("ab")
+    transport = Stuck(fleet, {"a": 0.1, "b": 0.1})
+    fleet.ban = lambda w: 0.0  # type: ignore[method-assign]
+    router = Router(fleet, transport, clock=lambda: fleet.now, attempt_factor=10, attempt_floor=0.5)
+    await router.infer(plan_of(("a",)), TENSORS, ["y"], "r0", timeout=30)
+    transport.seconds["a"] = 6.0  # a big request: 60 x the model's usual time, but it does finish
+    await router.infer(plan_of(("a",)), TENSORS, ["y"], "r1", timeout=30)
+    assert transport.budgets[1:] == [pytest.approx(b) for b in (1.0, 2.0, 4.0, 8.0)]
+
+
+async def test_a_stuck_worker_with_nothing_known_of_the_model_is_not_banned_for_the_deadline() -> None:
+    fleet = Fleet("a")
+    transport = Stuck(fleet, {"a": 1e9})
+    router = Router(fleet, transport, clock=lambda: fleet.now)
+    with pytest.raises(DeadlineExceeded, match="deadline exceeded"):
+        await router.infer(plan_of(("a",)), TENSORS, ["y"], "r0", timeout=5)
+    assert not fleet.banned("a")

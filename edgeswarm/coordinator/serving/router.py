@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from edgeswarm import deadlines
 from edgeswarm._proto.edgeswarm.v1 import tensor_pb2, worker_pb2
 from edgeswarm.coordinator.serving.latency import PeakEwma
 from edgeswarm.coordinator.serving.route_choice import RouteHop, choose_route
@@ -50,12 +51,15 @@ class Router:
         transport: Transport,
         clock: Callable[[], float] = time.monotonic,
         latency_decay: float = 2.0,
+        attempt_factor: float = 10.0,
+        attempt_floor: float = 2.0,
     ) -> None:
         self.fleet = fleet
         self.transport = transport
         self.clock = clock
         # Seconds per request of each worker, by model, from the routes that finished.
         self.latency = PeakEwma(latency_decay)
+        self.budgets = AttemptBudget(attempt_factor, attempt_floor)
         self._turns = itertools.count()
         self._attempts: dict[asyncio.Future[worker_pb2.StageResponse], tuple[str, ...]] = {}
         self._abandoned: dict[asyncio.Future[worker_pb2.StageResponse], str] = {}
@@ -69,7 +73,7 @@ class Router:
         timeout: float,
     ) -> list[tensor_pb2.Tensor]:
         deadline = self.clock() + timeout
-        attempts = 0
+        attempts = stalled = 0
         last: StageUnavailable | None = None
         while True:
             now = self.clock()
@@ -99,15 +103,28 @@ class Router:
             primaries = [hop.workers[0] for hop in route]
             ROUTED.labels(plan.model, primaries[0]).inc()
             self.fleet.in_flight.update(primaries)
+            budget = self.budgets.of(plan.model, stalled, remaining)
             try:
-                response = await self._attempt(primaries, request, remaining)
-            except StageUnavailable as exc:
+                response = await self._attempt(primaries, request, budget)
+            except (StageUnavailable, DeadlineExceeded) as exc:
+                late = now + budget - self.clock() <= 2 * deadlines.margin(budget)
+                if late and budget >= remaining:
+                    # It failed as the request's own time ran out: the deadline's doing, not a worker's.
+                    if isinstance(exc, DeadlineExceeded):
+                        raise
+                    raise DeadlineExceeded(
+                        f"model {plan.model!r}: deadline of {timeout:.3g}s passed "
+                        f"after {attempts + 1} attempt(s); last failure: {exc.message}"
+                    ) from exc
+                if late:
+                    stalled += 1  # a stuck hop: the next attempt may take longer before it counts as stuck
+                failure = exc if isinstance(exc, StageUnavailable) else self._stuck(primaries[0], budget)
                 attempts += 1
-                last = exc
+                last = failure
                 ROUTE_FAILURES.labels(plan.model).inc()
                 if attempts >= self.MAX_ATTEMPTS:
-                    raise
-                for worker in exc.failed or (primaries[0],):
+                    raise failure from exc
+                for worker in failure.failed or (primaries[0],):
                     length = self.fleet.ban(worker)
                     log.warning(
                         "route_failed request=%s model=%s worker=%s ban_s=%.2f error=%r",
@@ -115,16 +132,23 @@ class Router:
                         plan.model,
                         worker[:8],
                         length,
-                        exc.message,
+                        failure.message,
                     )
                 continue
             finally:
                 self.fleet.in_flight.subtract(primaries)
             finished = self.clock()
+            self.budgets.observe(plan.model, finished - now)
             for worker in primaries:
                 self.fleet.forgive(worker)
                 self.latency.observe(plan.model, worker, finished - now, finished)
             return list(response.tensors)
+
+    @staticmethod
+    def _stuck(worker: str, budget: float) -> StageUnavailable:
+        """The first hop did not answer within the attempt's budget: far slower than the model has ever
+        been, so it counts as failed (banned, the request tried elsewhere)."""
+        return StageUnavailable(f"worker {worker[:8]} did not answer within {budget:.3g}s", (worker,))
 
     async def _attempt(
         self, primaries: Sequence[str], request: worker_pb2.StageRequest, timeout: float
@@ -168,6 +192,27 @@ class Router:
                 )
             )
         return hops
+
+
+class AttemptBudget:
+    """How long one attempt may take before it counts as stuck: `factor` times the longest any route of
+    the model has taken, at least `floor` seconds, doubled for each attempt of the request that stalled
+    already (a request that is slow everywhere gets its whole time in the end). Nothing known of the
+    model yet: the request's whole remaining time."""
+
+    def __init__(self, factor: float, floor: float) -> None:
+        self.factor = factor
+        self.floor = floor
+        self._longest: dict[str, float] = {}
+
+    def observe(self, model: str, seconds: float) -> None:
+        self._longest[model] = max(seconds, self._longest.get(model, 0.0))
+
+    def of(self, model: str, stalled: int, remaining: float) -> float:
+        longest = self._longest.get(model)
+        if longest is None or self.factor <= 0:
+            return remaining
+        return min(remaining, max(self.floor, self.factor * longest) * 2.0**stalled)
 
 
 class GrpcTransport:
