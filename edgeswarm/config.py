@@ -62,6 +62,9 @@ class WorkerSettings(_Settings):
     memory_limit: int = 0
     # ONNX Runtime intra-op threads per session; 0 lets the worker use every core.
     threads: int = 0
+    # Stage runs at once (the pool threads). When every one holds a run past its deadline that ONNX
+    # Runtime has not stopped yet (one long kernel), health says NOT_SERVING until a thread is free.
+    concurrency: int = 4
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # HOST:PORT for Prometheus /metrics; empty: none.
     metrics: str = ""

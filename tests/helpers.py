@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from edgeswarm.dev import zoo
 from edgeswarm.dev.netns.namespaces import unavailable
@@ -78,3 +79,19 @@ def require_netns() -> None:
     reason = unavailable()
     if reason is not None:
         skip_or_fail(reason)
+
+
+def one_long_kernel(size: int = 2048) -> onnx.ModelProto:
+    """x [1] expanded to a square matrix, squared by one MatMul: one node, which ONNX Runtime's
+    terminate flag cannot stop once it has started."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Expand", ["x", "shape"], ["m"]),
+            helper.make_node("MatMul", ["m", "m"], ["y"]),
+        ],
+        "long",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [size, size])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

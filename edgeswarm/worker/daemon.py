@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import statistics
 import uuid
@@ -60,6 +61,7 @@ async def serve(settings: WorkerSettings) -> None:
         )
     runtime = StageRuntime(
         threads=settings.threads,
+        concurrency=settings.concurrency,
         optimization=settings.optimization,
         optimized_dir=settings.cache_dir / "optimized",
     )
@@ -91,6 +93,22 @@ async def serve(settings: WorkerSettings) -> None:
 
     stop = asyncio.Event()
     reasons: list[str] = []
+    health_updates: set[asyncio.Task[None]] = set()
+
+    def saturation(saturated: bool) -> None:
+        """A saturated pool takes no more requests: NOT_SERVING until a thread is free (unless draining)."""
+        if stop.is_set():
+            return
+        status = (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if saturated
+            else health_pb2.HealthCheckResponse.SERVING
+        )
+        update = asyncio.ensure_future(health_servicer.set("", status))
+        health_updates.add(update)
+        update.add_done_callback(health_updates.discard)
+
+    runtime.on_saturation = saturation
 
     def drain(reason: str) -> None:
         reasons.append(reason)
@@ -143,6 +161,12 @@ async def serve(settings: WorkerSettings) -> None:
         await server.stop(grace=2.0)
         await peers.close()
         runtime.close()
+        if runtime.overdue:
+            # A pool thread is still inside a kernel that ignores the terminate flag; the interpreter
+            # would wait for it at exit. Nothing else is left to finish.
+            log.warning("worker_exiting stuck_runs=%d", len(runtime.overdue))
+            logging.shutdown()
+            os._exit(0)
 
 
 async def _identity(settings: WorkerSettings, wid: str) -> tuple[Identity, str, str]:

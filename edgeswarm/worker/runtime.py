@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,6 +73,16 @@ class StageRuntime:
         self._loading = asyncio.Lock()
         self._quick: dict[str, int] = {}  # stage -> how many of its last runs in a row were quick
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ort")
+        self.concurrency = concurrency
+        # Runs in a pool thread now, and those of them past their deadline (or given up by their
+        # caller) that ONNX Runtime has not stopped yet: a kernel checks the terminate flag only
+        # between nodes. When every thread holds one, the pool is saturated.
+        self._running: set[int] = set()
+        self.overdue: set[int] = set()
+        self._tickets = itertools.count()
+        self._saturated = False
+        # Told True when the pool becomes saturated, False when a thread is free again.
+        self.on_saturation: Callable[[bool], None] | None = None
 
     @property
     def loaded(self) -> list[str]:
@@ -149,13 +161,15 @@ class StageRuntime:
             return self._timed_run(sha256, session, tensors, carry)
         loop = asyncio.get_running_loop()
         options = ort.RunOptions()
-        stop = loop.call_later(timeout, _terminate, options) if timeout is not None else None
+        ticket = next(self._tickets)
+        self._running.add(ticket)
+        stop = loop.call_later(timeout, self._stop, ticket, options) if timeout is not None else None
         try:
             return await loop.run_in_executor(
-                self._pool, self._timed_run, sha256, session, tensors, carry, options
+                self._pool, self._tracked_run, loop, ticket, sha256, session, tensors, carry, options
             )
         except asyncio.CancelledError:
-            options.terminate = True  # the caller gave up (its deadline, a disconnect): so does the run
+            self._stop(ticket, options)  # the caller gave up (its deadline, a disconnect): so does the run
             raise
         except InvalidRequest as exc:
             if options.terminate:
@@ -166,6 +180,46 @@ class StageRuntime:
         finally:
             if stop is not None:
                 stop.cancel()
+
+    def _tracked_run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ticket: int,
+        sha256: str,
+        session: ort.InferenceSession,
+        tensors: Sequence[tensor_pb2.Tensor],
+        carry: Sequence[str],
+        options: ort.RunOptions,
+    ) -> list[tensor_pb2.Tensor]:
+        """_timed_run in a pool thread, telling the loop when the thread is free again."""
+        try:
+            return self._timed_run(sha256, session, tensors, carry, options)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the worker is exiting
+                loop.call_soon_threadsafe(self._ended, ticket)
+
+    def _stop(self, ticket: int, options: ort.RunOptions) -> None:
+        options.terminate = True
+        if ticket in self._running:
+            self.overdue.add(ticket)
+            self._check_saturation()
+
+    def _ended(self, ticket: int) -> None:
+        self._running.discard(ticket)
+        if ticket in self.overdue:
+            self.overdue.discard(ticket)
+            self._check_saturation()
+
+    def _check_saturation(self) -> None:
+        saturated = len(self.overdue) >= self.concurrency
+        if saturated != self._saturated:
+            self._saturated = saturated
+            log.warning(
+                "pool_%s overdue_runs=%d threads=%d",
+                "saturated" if saturated else "free", len(self.overdue), self.concurrency,
+            )  # fmt: skip
+            if self.on_saturation is not None:
+                self.on_saturation(saturated)
 
     def runs_on_loop(self, sha256: str, tensors: Sequence[tensor_pb2.Tensor]) -> bool:
         """Whether `run` would run the stage on these tensors on the event loop rather than in a thread."""
@@ -225,10 +279,6 @@ class StageRuntime:
     def close(self) -> None:
         self._sessions.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _terminate(options: ort.RunOptions) -> None:
-    options.terminate = True
 
 
 def _run_wire(

@@ -11,12 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
-from edgeswarm.client import Client, ModelStatus
+from edgeswarm.client import Client, DeadlineExceeded, ModelStatus
 from edgeswarm.dev.loadgen import Load
 from edgeswarm.dev.localfleet import LocalFleet, wait_until
-from tests.helpers import inputs_for, reference
+from tests.helpers import inputs_for, one_long_kernel, reference
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +99,25 @@ def test_a_replica_that_stops_answering_requests_is_banned_and_they_are_retried_
         fleet.signal_worker("worker1", signal.SIGCONT)
         load.stop()
     assert load.failures() == []
+
+
+def test_a_pool_stuck_in_kernels_says_not_serving_and_shutdown_does_not_wait_for_it(  # type: ignore[no-untyped-def]
+    make_fleet, tmp_path: Path
+) -> None:
+    fleet = make_fleet(workers=1, env={"EDGESWARM_WORKER_CONCURRENCY": "1"})
+    path = tmp_path / "long.onnx"
+    onnx.save(one_long_kernel(6144), str(path))  # one MatMul of 464 GFLOP: many seconds on one thread
+    with Client(fleet.coordinator_address) as client:
+        client.deploy(path, "long", mode="replicas", timeout=60)
+        with pytest.raises(DeadlineExceeded):
+            client.infer("long", {"x": np.ones(1, np.float32)}, timeout=0.5)
+    wait_until(lambda: "pool_saturated" in fleet.log("worker1"), 20, "the worker to see its pool stuck")
+    wait_until(
+        lambda: "health NOT_SERVING" in fleet.log("coordinator"), 20, "the coordinator to route around it"
+    )
+    fleet.signal_worker("worker1", signal.SIGTERM)
+    assert fleet.workers["worker1"].wait(timeout=30) == 0
+    assert "worker_exiting stuck_runs=1" in fleet.log("worker1")
 
 
 @pytest.mark.parametrize("how", ["sigterm", "command"])
