@@ -65,6 +65,9 @@ class WorkerSettings(_Settings):
     # Stage runs at once (the pool threads). When every one holds a run past its deadline that ONNX
     # Runtime has not stopped yet (one long kernel), health says NOT_SERVING until a thread is free.
     concurrency: int = 4
+    # Longest one Profile may take, whatever its caller's deadline: rounds stop early as it nears,
+    # a run still going at it is stopped.
+    profile_limit: float = 120.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # HOST:PORT for Prometheus /metrics; empty: none.
     metrics: str = ""

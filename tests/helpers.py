@@ -95,3 +95,34 @@ def one_long_kernel(size: int = 2048) -> onnx.ModelProto:
         [helper.make_tensor("shape", TensorProto.INT64, [2], [size, size])],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def runaway_loop() -> onnx.ModelProto:
+    """A Loop of 2**62 iterations: a graph that would hold a worker's core for ever."""
+    info = helper.make_tensor_value_info
+    nodes = [
+        helper.make_node("Add", ["y_in", "one"], ["y_out"]),
+        helper.make_node("Identity", ["c_in"], ["c_out"]),
+    ]
+    body = helper.make_graph(
+        nodes,
+        "body",
+        [
+            info("i", TensorProto.INT64, []),
+            info("c_in", TensorProto.BOOL, []),
+            info("y_in", TensorProto.FLOAT, [1]),
+        ],
+        [info("c_out", TensorProto.BOOL, []), info("y_out", TensorProto.FLOAT, [1])],
+        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trip", "cond", "x"], ["y"], body=body)],
+        "runaway",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [
+            helper.make_tensor("trip", TensorProto.INT64, [], [2**62]),
+            helper.make_tensor("cond", TensorProto.BOOL, [], [True]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -3,6 +3,7 @@ time of each model segment at deploy. Blocking: run in a thread."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -68,6 +69,8 @@ def profile_chain(
     budget: int | None = None,
     warm_up: float = WARM_UP_S,
     min_seconds: float = PROFILE_S,
+    run_options: ort.RunOptions | None = None,
+    until: float | None = None,
 ) -> list[float]:
     """Mean seconds of each segment, each fed what the ones before it produced.
 
@@ -77,7 +80,11 @@ def profile_chain(
     time each used, so a pause of the whole process (a CPU quota's throttling, another program
     taking the core) is spread over the segments as their work is, instead of landing on whichever
     one happened to be running.
+
+    Rounds stop early at `until` (a time.perf_counter() value) once one is timed; `run_options`
+    carries the terminate flag that stops a run under way (ONNX Runtime then raises).
     """
+    stop_at = math.inf if until is None else until
     env = dict(inputs)
     means: list[float] = []
     sizes = [path.stat().st_size for path in paths]
@@ -88,19 +95,21 @@ def profile_chain(
         feeds = []
         for session in sessions:
             feeds.append({i.name: env[i.name] for i in session.get_inputs()})
-            outputs = session.run(None, feeds[-1])  # what the next segment reads
+            outputs = session.run(None, feeds[-1], run_options)  # what the next segment reads
             env.update(zip((o.name for o in session.get_outputs()), outputs, strict=True))
-        warm_until = time.perf_counter() + warm_up
+        warm_until = min(time.perf_counter() + warm_up, stop_at)
         while time.perf_counter() < warm_until:
             for session, feed in zip(sessions, feeds, strict=True):
-                session.run(None, feed)
+                session.run(None, feed, run_options)
         cpu = [0.0] * len(sessions)
         walls = [0.0] * len(sessions)
         rounds, start = 0, time.perf_counter()
         while rounds < max(repeats, 1) or time.perf_counter() - start < min_seconds:
+            if rounds and time.perf_counter() >= stop_at:
+                break
             for k, (session, feed) in enumerate(zip(sessions, feeds, strict=True)):
                 cpu_before, wall_before = time.process_time(), time.perf_counter()
-                session.run(None, feed)
+                session.run(None, feed, run_options)
                 cpu[k] += time.process_time() - cpu_before
                 walls[k] += time.perf_counter() - wall_before
             rounds += 1

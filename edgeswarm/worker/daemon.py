@@ -69,6 +69,7 @@ async def serve(settings: WorkerSettings) -> None:
     service = WorkerService(wid, settings.name, settings.fleet, store, runtime, peers)
     service.cache_max_bytes = settings.cache_max_bytes
     service.memory_limit = settings.memory_limit
+    service.profile_limit = settings.profile_limit
     calibrations = deque([await runtime.calibrate()], maxlen=CALIBRATIONS_KEPT)
     service.calibration_gflops = calibrations[0]
     WORKER_GFLOPS.labels(settings.name).set(service.calibration_gflops)

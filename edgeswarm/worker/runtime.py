@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -23,6 +24,9 @@ from edgeswarm.metrics import BATCHES, STAGE_SECONDS
 from edgeswarm.worker import capacity
 
 log = logging.getLogger(__name__)
+
+# Longest one Profile may take, whatever its caller's deadline.
+MAX_PROFILE_S = 120.0
 
 OPTIMIZATION_LEVELS = {
     Optimization.DISABLE: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -258,17 +262,36 @@ class StageRuntime:
         return await loop.run_in_executor(self._pool, capacity.calibrate, self._options)
 
     async def profile(
-        self, paths: Sequence[Path], inputs: Mapping[str, np.ndarray], repeats: int, budget: int | None = None
+        self,
+        paths: Sequence[Path],
+        inputs: Mapping[str, np.ndarray],
+        repeats: int,
+        budget: int | None = None,
+        timeout: float = MAX_PROFILE_S,
     ) -> list[float]:
         """Mean seconds of each segment at `paths`, chained on `inputs`, holding at most `budget` bytes
-        of them open at once (see capacity.profile_chain)."""
+        of them open at once (see capacity.profile_chain). Rounds stop early as `timeout` nears (what
+        was timed by then is the answer); a run still going at it is stopped: DeadlineExceeded."""
         loop = asyncio.get_running_loop()
+        options = ort.RunOptions()
+        until = time.perf_counter() + 0.8 * timeout
+        stop = loop.call_later(timeout, setattr, options, "terminate", True)
         try:
             return await loop.run_in_executor(
-                self._pool, capacity.profile_chain, paths, inputs, self._options, repeats, budget
-            )
+                self._pool, functools.partial(
+                    capacity.profile_chain, paths, inputs, self._options, repeats, budget,
+                    run_options=options, until=until,
+                ),
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            options.terminate = True
+            raise
         except Exception as exc:  # ORT's own exception types: a segment it cannot load or run
+            if options.terminate:
+                raise DeadlineExceeded(f"profiling was stopped at its time limit ({timeout:.3g} s)") from exc
             raise InvalidRequest(f"profiling failed: {exc}") from exc
+        finally:
+            stop.cancel()
 
     def _session(self, sha256: str) -> ort.InferenceSession:
         try:

@@ -22,7 +22,7 @@ from edgeswarm.security import routes
 from edgeswarm.security.pki import is_worker_id, worker_dns
 from edgeswarm.worker.batching import Batcher
 from edgeswarm.worker.cache import ShardStore, ShardWriter, check_digest
-from edgeswarm.worker.runtime import StageRuntime
+from edgeswarm.worker.runtime import MAX_PROFILE_S, StageRuntime
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         # Measured at start (GFLOP/s), and the weight bytes it may hold (0: the memory available).
         self.calibration_gflops = 0.0
         self.memory_limit = 0
+        self.profile_limit = MAX_PROFILE_S
 
     async def Describe(
         self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext
@@ -206,8 +207,10 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         paths = [self.store.path(sha) for sha in request.shards]
         # Profiling holds the segments open together up to the weight bytes this worker may hold anyway.
         budget = self.memory_limit or memory_available()
+        remaining = context.time_remaining()
+        limit = self.profile_limit if remaining is None else min(remaining, self.profile_limit)
         seconds = await self.runtime.profile(
-            paths, codec.decode_all(request.inputs), request.repeats or 5, budget
+            paths, codec.decode_all(request.inputs), request.repeats or 5, budget, limit
         )
         log.info("profiled segments=%d seconds=%s", len(seconds), [round(s, 5) for s in seconds])
         return worker_pb2.ProfileResponse(seconds=seconds)

@@ -29,6 +29,7 @@ from edgeswarm.errors import from_rpc_error
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.security import enrollment, pki
 from edgeswarm.security.tokens import parse
+from tests.helpers import runaway_loop
 
 pytestmark = pytest.mark.integration
 
@@ -304,33 +305,6 @@ def test_plaintext_is_refused_off_loopback(tmp_path: Path) -> None:
         )  # fmt: skip
         assert run.returncode == 1
         assert "allowed on a loopback address only, not '0.0.0.0:0'" in run.stderr
-
-
-def runaway_loop() -> onnx.ModelProto:
-    """A Loop of 2**62 iterations: a graph that would hold a worker's core for ever."""
-    from onnx import TensorProto as T
-    from onnx import helper
-
-    info = helper.make_tensor_value_info
-    nodes = [
-        helper.make_node("Add", ["y_in", "one"], ["y_out"]),
-        helper.make_node("Identity", ["c_in"], ["c_out"]),
-    ]
-    body = helper.make_graph(
-        nodes,
-        "body",
-        [info("i", T.INT64, []), info("c_in", T.BOOL, []), info("y_in", T.FLOAT, [1])],
-        [info("c_out", T.BOOL, []), info("y_out", T.FLOAT, [1])],
-        [helper.make_tensor("one", T.FLOAT, [1], [1.0])],
-    )
-    graph = helper.make_graph(
-        [helper.make_node("Loop", ["trip", "cond", "x"], ["y"], body=body)],
-        "runaway",
-        [helper.make_tensor_value_info("x", T.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", T.FLOAT, [1])],
-        [helper.make_tensor("trip", T.INT64, [], [2**62]), helper.make_tensor("cond", T.BOOL, [], [True])],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def test_a_runaway_graph_is_stopped_at_the_deadline_and_the_worker_keeps_serving(
