@@ -42,6 +42,15 @@ def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
     assert all(math.isfinite(r["bare_aio_hop_ms"]) for r in results["per_hop"])
     assert chart.stat().st_size > 10_000 and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| tiny model |" in done.stdout
+    # What TLS costs, per request size: plaintext and TLS p50 through each layout, from two fleets.
+    tls = results["tls"]
+    assert [r["size"] for r in tls] == ["8 KiB", "400 KiB", "4 MiB"]
+    p50s = [f[key] for r in tls for f in r["layouts"].values() for key in ("plaintext_p50_ms", "tls_p50_ms")]
+    assert len(p50s) == 3 * 2 * 2
+    assert all(math.isfinite(f) and f > 0 for f in p50s)
+    differences = ("hop_plaintext_ms", "hop_tls_ms", "tls_per_hop_ms", "tls_per_request_ms")
+    assert all(math.isfinite(r[key]) for r in tls for key in differences)  # of timings: not always > 0
+    assert "| request, 1 replica |" in done.stdout
     checked = results["perf_analyzer"]
     assert "skipped" not in checked or os.environ.get("CI") != "true", checked  # CI installs what it needs
     if "skipped" not in checked:  # Triton's load generator measured the same load beside ours

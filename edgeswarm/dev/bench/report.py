@@ -138,5 +138,15 @@ def tables(results: dict[str, Any]) -> str:
             out.append(f"| {name} | {f['rps']:.1f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} |")
     else:
         out += ["", f"peer: {peer_row['skipped']}"]
+    out += ["", "| request, 1 replica | plaintext p50 ms | TLS p50 ms | TLS / plaintext "
+            "| one more hop, plaintext ms | one more hop, TLS ms | TLS costs per hop ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for r in results["tls"]:
+        f = r["layouts"]["replica"]
+        hops = f"{r['hop_plaintext_ms']:.2f} | {r['hop_tls_ms']:.2f} | {r['tls_per_hop_ms']:.2f}"
+        out.append(
+            f"| {r['size']} ({r['requests']} requests) | {f['plaintext_p50_ms']:.2f} | {f['tls_p50_ms']:.2f} "
+            f"| {f['ratio']:.2f}x | {hops} |"
+        )
     out += [f"measured in {results['seconds']:.0f} s"]
     return "\n".join(out)

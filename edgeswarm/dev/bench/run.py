@@ -3,7 +3,8 @@
 Every figure is a ratio to a bound measured in the same run on the same machine: one ONNX Runtime
 session in this process, a raw gRPC round trip of the same bytes, Σ 1/T(worker) for replicas and
 1/max(stage time) for a pipeline. A local fleet (coordinator and 3 workers, one ORT thread each)
-runs on 127.0.0.1; the workers serving a measurement are pinned one per core.
+runs on 127.0.0.1; the workers serving a measurement are pinned one per core. Then what TLS costs
+(edgeswarm/dev/bench/tls.py): the same requests through a plaintext and a secure fleet of 2 workers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ from edgeswarm.dev.bench.harness import (
     save,
     timed,
 )
+from edgeswarm.dev.bench.tls import tls_cost
 from edgeswarm.dev.localfleet import LocalFleet, free_port
 from edgeswarm.graph.partition import Graph, balanced_cuts, split
 from edgeswarm.graph.samples import sample_inputs
@@ -337,7 +340,10 @@ def run(settings: Settings, json_path: Path | None = None, chart_path: Path | No
             replicas = next(r for r in results["throughput"] if r["layout"] == "2 replicas")
             results["perf_analyzer"] = perf_analyzer_check(fleet, folder, settings, replicas)
             results["peer"] = peer(folder, settings, replicas)
-            results["seconds"] = time.perf_counter() - started
+        # Two fleets of its own, plaintext then secure, once the one above is gone; few requests in --quick.
+        count, warm_up = (10, 2) if settings.quick else (settings.requests, 5)
+        results["tls"] = [asdict(row) for row in tls_cost(folder / "tls", count, warm_up)]
+        results["seconds"] = time.perf_counter() - started
     if json_path is not None:
         json_path.write_text(json.dumps(results, indent=2))
     if chart_path is not None:
