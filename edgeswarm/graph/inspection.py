@@ -9,7 +9,7 @@ from typing import Any
 
 import onnx
 
-from edgeswarm.graph.costs import tensor_nbytes
+from edgeswarm.graph.costs import info_nbytes, symbolic_infos, tensor_nbytes
 from edgeswarm.graph.partition import Graph, natural_positions
 from edgeswarm.graph.signature import signature_of
 
@@ -18,15 +18,53 @@ def _bytes(value: float) -> int | None:
     return None if math.isinf(value) else int(value)
 
 
+class _Sized(Graph):
+    """The graph with each tensor's size as far as shape inference can tell it.
+
+    Once every graph input's shape is a number (given in `input_shapes` or declared so), a tensor's
+    size is a number or unknown (None in the report), never a guess. Otherwise symbolic dimensions
+    count 1. Where onnx's shape inference lost a dimension (made one up, or left it a symbol when the
+    inputs are known), ONNX Runtime's symbolic shape inference, which follows shape computations, is
+    asked first.
+    """
+
+    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None) -> None:
+        super().__init__(model, input_shapes)
+        inputs = {name: self.infos[name] for name in self.inputs if name in self.infos}
+        self.concrete = len(inputs) == len(self.inputs) and all(
+            info_nbytes(info, symbolic_at_one=False) is not None for info in inputs.values()
+        )
+        symbols = {d.dim_param for v in inputs.values() for d in v.type.tensor_type.shape.dim if d.dim_param}
+        lost = [name for name in self.made_at if name not in inputs and self._lost(name, symbols)]
+        self.symbolic = symbolic_infos(model, inputs) if lost else {}
+
+    def _lost(self, name: str, symbols: set[str]) -> bool:
+        """Whether onnx's shape inference did not tell `name`'s size: no number once the inputs are
+        known, else a dimension that is no number and none of the inputs' symbols."""
+        info = self.infos.get(name)
+        if info is None or info_nbytes(info, symbolic_at_one=not self.concrete) is None:
+            return True
+        dims = info.type.tensor_type.shape.dim
+        return any(not d.HasField("dim_value") and d.dim_param not in symbols for d in dims)
+
+    def tensor_bytes(self, name: str) -> float:
+        for info in (self.symbolic.get(name), self.infos.get(name)):
+            size = None if info is None else info_nbytes(info, symbolic_at_one=not self.concrete)
+            if size is not None:
+                return float(size)
+        return float("inf")
+
+
 def inspect_model(
     model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None
 ) -> dict[str, Any]:
     """The model's inputs, outputs, size and cost, and every cut position with what crosses it.
 
     Cuts are listed by position; `rank` orders them by boundary bytes (1 = smallest), and `natural`
-    marks the ones between repeated blocks.
+    marks the ones between repeated blocks. A tensor's bytes are None where shape inference cannot
+    tell its shape (see `_Sized`).
     """
-    g = Graph(model, input_shapes)
+    g = _Sized(model, input_shapes)
     signature = signature_of(model)
     natural = set(natural_positions(g))
     first_reader: dict[str, int] = {}
