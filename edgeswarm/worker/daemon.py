@@ -23,8 +23,10 @@ from edgeswarm.security.pki import Identity
 from edgeswarm.security.roles import worker_authorizer
 from edgeswarm.worker.advertise import Advertiser, service_info
 from edgeswarm.worker.cache import ShardStore
+from edgeswarm.worker.peers import Peers
 from edgeswarm.worker.runtime import StageRuntime
-from edgeswarm.worker.service import Peers, WorkerService, add_to_server
+from edgeswarm.worker.service import WorkerService, add_to_server
+from edgeswarm.worker.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ async def serve(settings: WorkerSettings) -> None:
     service.cache_max_bytes = settings.cache_max_bytes
     service.memory_limit = settings.memory_limit
     service.profile_limit = settings.profile_limit
+    service.decoding.store = SessionStore(settings.session_memory, settings.session_idle)
     calibrations = deque([await runtime.calibrate()], maxlen=CALIBRATIONS_KEPT)
     service.calibration_gflops = calibrations[0]
     WORKER_GFLOPS.labels(settings.name).set(service.calibration_gflops)

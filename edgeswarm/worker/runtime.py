@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -20,10 +21,11 @@ from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import tensor_pb2
 from edgeswarm.config import Optimization
 from edgeswarm.errors import DeadlineExceeded, InvalidRequest, NotFound
-from edgeswarm.metrics import BATCHES, STAGE_SECONDS
 from edgeswarm.worker import capacity
+from edgeswarm.worker.wire_runs import run_batch, run_wire
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Longest one Profile may take, whatever its caller's deadline.
 MAX_PROFILE_S = 120.0
@@ -98,6 +100,10 @@ class StageRuntime:
     def inputs(self, sha256: str) -> list[str]:
         return [i.name for i in self._session(sha256).get_inputs()]
 
+    def input_specs(self, sha256: str) -> list[ort.NodeArg]:
+        """The stage's inputs as ONNX Runtime declares them: name, shape (ints and names), type."""
+        return list(self._session(sha256).get_inputs())
+
     def outputs(self, sha256: str) -> list[str]:
         return [o.name for o in self._session(sha256).get_outputs()]
 
@@ -163,15 +169,36 @@ class StageRuntime:
         session = self._session(sha256)
         if self.runs_on_loop(sha256, tensors):
             return self._timed_run(sha256, session, tensors, carry)
+        return await self._in_pool(
+            sha256, timeout, lambda options: self._timed_run(sha256, session, tensors, carry, options)
+        )
+
+    async def run_arrays(
+        self, sha256: str, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], timeout: float | None
+    ) -> list[np.ndarray]:
+        """The stage's `outputs` on `feeds` (already decoded), in a pool thread, stopped at `timeout`
+        as `run` is: a generation's step, whose state tensors stay in this process."""
+        session = self._session(sha256)
+
+        def call(options: ort.RunOptions) -> list[np.ndarray]:
+            try:
+                result: list[np.ndarray] = session.run(list(outputs), dict(feeds), options)
+            except Exception as exc:  # ORT's own exception types
+                raise InvalidRequest(f"stage {sha256[:12]}: ONNX Runtime rejected the step: {exc}") from exc
+            return result
+
+        return await self._in_pool(sha256, timeout, call)
+
+    async def _in_pool(self, sha256: str, timeout: float | None, call: Callable[[ort.RunOptions], _T]) -> _T:
+        """`call(options)` in a pool thread; `options.terminate` is set at `timeout` or when the caller
+        gives up, and the thread counts as overdue from then until it is free."""
         loop = asyncio.get_running_loop()
         options = ort.RunOptions()
         ticket = next(self._tickets)
         self._running.add(ticket)
         stop = loop.call_later(timeout, self._stop, ticket, options) if timeout is not None else None
         try:
-            return await loop.run_in_executor(
-                self._pool, self._tracked_run, loop, ticket, sha256, session, tensors, carry, options
-            )
+            return await loop.run_in_executor(self._pool, self._tracked, loop, ticket, call, options)
         except asyncio.CancelledError:
             self._stop(ticket, options)  # the caller gave up (its deadline, a disconnect): so does the run
             raise
@@ -185,19 +212,16 @@ class StageRuntime:
             if stop is not None:
                 stop.cancel()
 
-    def _tracked_run(
+    def _tracked(
         self,
         loop: asyncio.AbstractEventLoop,
         ticket: int,
-        sha256: str,
-        session: ort.InferenceSession,
-        tensors: Sequence[tensor_pb2.Tensor],
-        carry: Sequence[str],
+        call: Callable[[ort.RunOptions], _T],
         options: ort.RunOptions,
-    ) -> list[tensor_pb2.Tensor]:
-        """_timed_run in a pool thread, telling the loop when the thread is free again."""
+    ) -> _T:
+        """`call` in a pool thread, telling the loop when the thread is free again."""
         try:
-            return self._timed_run(sha256, session, tensors, carry, options)
+            return call(options)
         finally:
             with contextlib.suppress(RuntimeError):  # the loop closed: the worker is exiting
                 loop.call_soon_threadsafe(self._ended, ticket)
@@ -240,9 +264,9 @@ class StageRuntime:
         carry: Sequence[str],
         options: ort.RunOptions | None = None,
     ) -> list[tensor_pb2.Tensor]:
-        """_run_wire, counting the stage's quick runs in a row."""
+        """run_wire, counting the stage's quick runs in a row."""
         start = time.perf_counter()
-        carried = _run_wire(sha256, session, tensors, carry, options)
+        carried = run_wire(sha256, session, tensors, carry, options)
         quick = time.perf_counter() - start <= INLINE_S
         self._quick[sha256] = self._quick.get(sha256, 0) + 1 if quick else 0
         return carried
@@ -254,7 +278,7 @@ class StageRuntime:
         along a batch dimension (else one call each); returns each request's `carry` tensors."""
         session = self._session(sha256)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _run_batch, sha256, session, requests)
+        return await loop.run_in_executor(self._pool, run_batch, sha256, session, requests)
 
     async def calibrate(self) -> float:
         """GFLOP/s of this worker's ONNX Runtime (see capacity.calibrate)."""
@@ -302,92 +326,3 @@ class StageRuntime:
     def close(self) -> None:
         self._sessions.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _run_wire(
-    sha256: str,
-    session: ort.InferenceSession,
-    tensors: Sequence[tensor_pb2.Tensor],
-    carry: Sequence[str],
-    options: ort.RunOptions | None = None,
-) -> list[tensor_pb2.Tensor]:
-    received = {t.name: t for t in tensors}
-    names = [i.name for i in session.get_inputs()]
-    missing = [n for n in names if n not in received]
-    if missing:
-        raise InvalidRequest(f"stage {sha256[:12]} is missing input(s) {', '.join(missing)}")
-    feeds = {n: codec.decode(received[n]) for n in names}
-    outputs = [o.name for o in session.get_outputs()]
-    start = time.perf_counter()
-    try:
-        values = session.run(outputs, feeds, options)
-    except Exception as exc:  # ORT reports bad feeds (shape, type) as its own exception types
-        raise InvalidRequest(f"ONNX Runtime rejected the inputs: {exc}") from exc
-    STAGE_SECONDS.labels(sha256[:12]).observe(time.perf_counter() - start)
-    return _hand_on(sha256, carry, dict(zip(outputs, values, strict=True)), received)
-
-
-def _hand_on(
-    sha256: str,
-    carry: Sequence[str],
-    produced: Mapping[str, np.ndarray],
-    received: Mapping[str, tensor_pb2.Tensor],
-) -> list[tensor_pb2.Tensor]:
-    """The `carry` tensors: what the stage produced, encoded; anything else as it was received."""
-    handed_on = []
-    for name in carry:
-        if name in produced:
-            handed_on.append(codec.encode(name, produced[name]))
-        elif name in received:
-            handed_on.append(received[name])
-        else:
-            raise InvalidRequest(f"stage {sha256[:12]} produced no tensor {name}")
-    return handed_on
-
-
-def _run_batch(
-    sha256: str,
-    session: ort.InferenceSession,
-    requests: Sequence[tuple[Sequence[tensor_pb2.Tensor], Sequence[str]]],
-) -> list[list[tensor_pb2.Tensor]]:
-    def one_by_one() -> list[list[tensor_pb2.Tensor]]:
-        return [_run_wire(sha256, session, tensors, carry) for tensors, carry in requests]
-
-    names = [i.name for i in session.get_inputs()]
-    if len(requests) == 1 or any(isinstance(i.shape[0] if i.shape else 1, int) for i in session.get_inputs()):
-        return one_by_one()  # a single request, or an input without a symbolic batch dimension
-    received = [{t.name: t for t in tensors} for tensors, _ in requests]
-    if any(n not in r for r in received for n in names):
-        return one_by_one()  # the per-request path names what is missing
-    decoded = [{n: codec.decode(r[n]) for n in names} for r in received]
-    sizes = [d[names[0]].shape[0] if d[names[0]].ndim else 0 for d in decoded]
-    for n in names:
-        first = decoded[0][n]
-        for d, size in zip(decoded, sizes, strict=True):
-            if (
-                d[n].ndim == 0
-                or d[n].shape[0] != size
-                or d[n].shape[1:] != first.shape[1:]
-                or d[n].dtype != first.dtype
-            ):
-                return one_by_one()
-    feeds = {n: np.concatenate([d[n] for d in decoded]) for n in names}
-    outputs = [o.name for o in session.get_outputs()]
-    start = time.perf_counter()
-    try:
-        values = session.run(outputs, feeds)
-    except Exception:  # ORT's own exception types: let each request meet its own error
-        return one_by_one()
-    STAGE_SECONDS.labels(sha256[:12]).observe(time.perf_counter() - start)
-    total = sum(sizes)
-    if any(v.ndim == 0 or v.shape[0] != total for v in values):
-        return one_by_one()
-    log.debug("batch_ran stage=%s requests=%d rows=%d", sha256[:12], len(requests), total)
-    BATCHES.observe(len(requests))
-    results = []
-    offset = 0
-    for (_, carry), r, size in zip(requests, received, sizes, strict=True):
-        produced = {o: v[offset : offset + size] for o, v in zip(outputs, values, strict=True)}
-        offset += size
-        results.append(_hand_on(sha256, carry, produced, r))
-    return results

@@ -22,7 +22,10 @@ from edgeswarm.security import routes
 from edgeswarm.security.pki import is_worker_id, worker_dns
 from edgeswarm.worker.batching import Batcher
 from edgeswarm.worker.cache import ShardStore, ShardWriter, check_digest
+from edgeswarm.worker.decoding import Decoding
+from edgeswarm.worker.peers import Peers
 from edgeswarm.worker.runtime import MAX_PROFILE_S, StageRuntime
+from edgeswarm.worker.sessions import DEFAULT_SESSION_BYTES, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -36,34 +39,6 @@ def memory_available() -> int:
     except OSError:
         pass
     return 0
-
-
-class Peers:
-    """One channel per downstream worker address, reused across requests."""
-
-    def __init__(self, max_message_bytes: int) -> None:
-        self._max = max_message_bytes
-        self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
-        self._channels: list[grpc.aio.Channel] = []
-
-    def run_stage(self, address: str, worker_id: str = "") -> grpc.aio.UnaryUnaryMultiCallable:
-        """RunStage on the worker at `address`, its answer left as the bytes that came: a stage only
-        relays the answer of the next one, so it need not parse and rebuild it. Over TLS, the worker
-        there must hold the certificate of `worker_id`."""
-        key = f"{worker_id}@{address}"
-        call = self._calls.get(key)
-        if call is None:
-            name = worker_dns(worker_id) if is_worker_id(worker_id) else ""
-            channel = open_channel(address, self._max, server_name=name)
-            self._channels.append(channel)
-            call = self._calls[key] = channel.unary_unary(
-                RUN_STAGE, request_serializer=worker_pb2.StageRequest.SerializeToString
-            )
-        return call
-
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
 
 
 class WorkerService(worker_pb2_grpc.WorkerServicer):
@@ -87,6 +62,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.in_flight = 0
         self._in_flight_gauge = WORKER_IN_FLIGHT.labels(name)
         self.batcher = Batcher(runtime)
+        self.decoding = Decoding(runtime, SessionStore(DEFAULT_SESSION_BYTES))
         self._idle = asyncio.Condition()
         # Since the last telemetry sample: requests finished and seconds spent in them.
         self._finished = 0
@@ -275,6 +251,11 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                 async with self._idle:
                     self._idle.notify_all()
 
+    async def EndSession(
+        self, request: worker_pb2.EndSessionRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.EndSessionResponse:
+        return worker_pb2.EndSessionResponse(held=self.decoding.store.end(request.id))
+
     def telemetry(self) -> dict[str, object]:
         """Load since the previous call: requests in flight, finished per second, mean time per request."""
         now = time.monotonic()
@@ -284,6 +265,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             "requests_per_s": round(self._finished / elapsed, 3),
             "stage_ms": round(1000 * self._busy_s / self._finished, 3) if self._finished else 0.0,
             "memory_available": memory_available(),
+            "session_bytes": self.decoding.store.nbytes,
         }
         self._finished, self._busy_s, self._sampled_at = 0, 0.0, now
         return sample
@@ -306,6 +288,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             raise StageUnavailable(
                 f"stage {hop.stage[:12]} is not loaded on worker {self.worker_id[:8]}", (self.worker_id,)
             )
+        if request.HasField("session"):
+            return await self.decoding.step(request, context.time_remaining(), self.forward)
         if hop.batch_max > 1:
             delay = hop.batch_delay_ms / 1000
             carried = await self.batcher.run(hop.stage, request.tensors, hop.carry, hop.batch_max, delay)
@@ -361,8 +345,6 @@ def _candidates(addresses: Sequence[str], worker_ids: Sequence[str]) -> list[tup
     ids = list(worker_ids) + [""] * (len(addresses) - len(worker_ids))
     return [(a, w or a) for a, w in zip(addresses, ids, strict=False)]
 
-
-RUN_STAGE = "/edgeswarm.v1.Worker/RunStage"
 
 # Most runs of each segment one Profile may ask for (the coordinator asks for 5).
 MAX_PROFILE_REPEATS = 50

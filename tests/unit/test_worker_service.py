@@ -20,8 +20,9 @@ from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.signature import signature_of
 from edgeswarm.plans import Mode, Plan, StageSpec
 from edgeswarm.worker.cache import ShardStore
+from edgeswarm.worker.peers import Peers
 from edgeswarm.worker.runtime import StageRuntime
-from edgeswarm.worker.service import Peers, WorkerService
+from edgeswarm.worker.service import WorkerService
 from tests.helpers import run_whole
 
 
