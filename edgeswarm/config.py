@@ -65,6 +65,10 @@ class WorkerSettings(_Settings):
     # Stage runs at once (the pool threads). When every one holds a run past its deadline that ONNX
     # Runtime has not stopped yet (one long kernel), health says NOT_SERVING until a thread is free.
     concurrency: int = 4
+    # Bytes of generation state (KV caches) this worker keeps for sessions in all, and seconds a
+    # session may sit idle before its state is dropped.
+    session_memory: int = 1024 * 1024 * 1024
+    session_idle: float = 300.0
     # Longest one Profile may take, whatever its caller's deadline: rounds stop early as it nears,
     # a run still going at it is stopped.
     profile_limit: float = 120.0

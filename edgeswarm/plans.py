@@ -75,6 +75,15 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class StateSpec:
+    """A decoder's state pair: `output` feeds `input` at the next step; it grows along `axis`."""
+
+    output: str
+    input: str
+    axis: int
+
+
+@dataclass(frozen=True)
 class StageSpec:
     """One layer range of a model and the workers that hold a replica of it."""
 
@@ -109,6 +118,12 @@ class Plan:
     batch_delay_s: float = 0.0
     # The quantization the deploy applied before cutting the model; None: as sent.
     quantization: Quantization | None = None
+    # A decoder's state pairs, each inside one stage; empty for a model that is not one.
+    states: tuple[StateSpec, ...] = ()
+
+    def states_of(self, stage: StageSpec) -> tuple[StateSpec, ...]:
+        """The state pairs `stage` reads and writes."""
+        return tuple(s for s in self.states if s.input in stage.inputs)
 
     @property
     def workers(self) -> frozenset[str]:

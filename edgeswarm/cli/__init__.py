@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeswarm import __version__
+from edgeswarm.cli.generate import add_generate_parser, generate_command
 from edgeswarm.cli.tokens import add_token_parser, token_command
 from edgeswarm.client import DEFAULT_BATCH_DELAY_MS
 from edgeswarm.errors import EdgeswarmError
@@ -88,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument("--replicas", type=int, default=0, help="replicas (per stage in a pipeline); 0: auto")
     deploy.add_argument("--stages", type=int, default=0, help="pipeline stages; 0: one per live worker")
+    deploy.add_argument("--state", action="append", default=[], metavar="OUTPUT=INPUT",
+                        help="a decoder output feeding an input at the next step (repeatable)")  # fmt: skip
     deploy.add_argument("--coordinator", help=COORDINATOR_HELP)
     deploy.add_argument("--credentials", type=Path, help=CREDENTIALS_HELP)
     deploy.add_argument("--timeout", type=float, default=600.0)
@@ -155,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("--output", type=Path, required=True)
 
     add_token_parser(sub, COORDINATOR_HELP, CREDENTIALS_HELP)
+    add_generate_parser(sub, COORDINATOR_HELP, CREDENTIALS_HELP)
 
     demo = sub.add_parser("demo", help="a coordinator and three workers on this machine, end to end")
     demo.add_argument("--requests", type=int, default=40)
@@ -341,11 +345,14 @@ def _client_command(args: argparse.Namespace) -> int:
     with Client(args.coordinator, credentials=args.credentials) as client:
         if args.command == "token":
             return token_command(client, args)
+        if args.command == "generate":
+            return generate_command(client, args)
         if args.command == "deploy":
             info = client.deploy(
                 args.model, name=args.name, mode=args.mode, replicas=args.replicas, stages=args.stages,
                 timeout=args.timeout, objective=args.objective, batch_max=args.batch_max,
                 batch_delay_ms=args.batch_delay_ms, quantize=args.quantize,
+                states=dict(spec.partition("=")[::2] for spec in args.state),
             )  # fmt: skip
             placement = "; ".join(
                 f"stage {s.index}: {', '.join(w[:8] for w in s.workers)}" for s in info.stages

@@ -10,6 +10,8 @@ from edgeswarm.client._async import DEFAULT_BATCH_DELAY_MS, AsyncClient
 from edgeswarm.client._sync import Client
 from edgeswarm.client.credentials import Credentials, load_credentials
 from edgeswarm.client.results import (
+    GeneratedToken,
+    GenerationResult,
     LinkStatus,
     ModelInfo,
     ModelStatus,
@@ -40,6 +42,8 @@ __all__ = [
     "Credentials",
     "DeadlineExceeded",
     "EdgeswarmError",
+    "GeneratedToken",
+    "GenerationResult",
     "InternalError",
     "InvalidRequest",
     "LinkStatus",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,12 +14,12 @@ import numpy as np
 from google.protobuf.json_format import MessageToDict
 
 from edgeswarm import codec
-from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc
+from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc, generation_pb2, generation_pb2_grpc
 from edgeswarm._proto.inference import grpc_predict_v2_pb2 as pb
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES, open_channel
 from edgeswarm.client.credentials import Credentials, resolve
-from edgeswarm.client.results import ModelInfo, StatusReport, TokenInfo
+from edgeswarm.client.results import GeneratedToken, GenerationResult, ModelInfo, StatusReport, TokenInfo
 from edgeswarm.errors import InvalidRequest, answered, from_rpc_error
 from edgeswarm.security.pki import Identity
 
@@ -58,6 +58,25 @@ def decode_response(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:
     }
 
 
+def generate_request(
+    model: str,
+    prompt: str | None,
+    token_ids: Sequence[int] | None,
+    max_tokens: int,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    seed: int | None,
+    stop: str | Sequence[str] | None,
+    stop_token_ids: Sequence[int],
+) -> generation_pb2.GenerateRequest:
+    return generation_pb2.GenerateRequest(
+        model=model, prompt=prompt or "", token_ids=list(token_ids or ()), max_tokens=max_tokens,
+        temperature=temperature, top_p=top_p, top_k=top_k, seeded=seed is not None, seed=seed or 0,
+        stop=[stop] if isinstance(stop, str) else list(stop or ()), stop_token_ids=list(stop_token_ids),
+    )  # fmt: skip
+
+
 class AsyncClient:
     """`credentials`: a credentials file (or EDGESWARM_CREDENTIALS) for a secure fleet: TLS verified
     against its CA, and its bearer token on every call. `address` defaults to the file's."""
@@ -78,6 +97,7 @@ class AsyncClient:
             )
         self._inference = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._control = control_pb2_grpc.ControlStub(self._channel)
+        self._generation = generation_pb2_grpc.GenerationStub(self._channel)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -122,6 +142,68 @@ class AsyncClient:
                     raise from_rpc_error(exc) from exc
             await asyncio.sleep(RETRY_PAUSE_S)
 
+    async def generate_stream(
+        self,
+        model: str,
+        prompt: str | None = None,
+        token_ids: Sequence[int] | None = None,
+        max_tokens: int = 16,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        stop_token_ids: Sequence[int] = (),
+        timeout: float | None = None,
+    ) -> AsyncGenerator[GeneratedToken, None]:
+        """Generates from `model` (a deployed decoder), yielding each token as the fleet makes it.
+        The prompt is text (for a model with a tokenizer) or `token_ids`; temperature 0 is greedy."""
+        request = generate_request(
+            model, prompt, token_ids, max_tokens, temperature, top_p, top_k, seed, stop, stop_token_ids
+        )
+        async for message in self._generated(request, timeout):
+            yield GeneratedToken(message.token_id, message.text, message.finish_reason)
+
+    async def _generated(
+        self, request: generation_pb2.GenerateRequest, timeout: float | None
+    ) -> AsyncIterator[generation_pb2.GenerateResponse]:
+        call = self._generation.Generate(request, timeout=timeout)
+        try:
+            async for message in call:
+                yield message
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
+    async def generate(
+        self,
+        model: str,
+        prompt: str | None = None,
+        token_ids: Sequence[int] | None = None,
+        max_tokens: int = 16,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        stop_token_ids: Sequence[int] = (),
+        timeout: float | None = None,
+    ) -> GenerationResult:
+        """The whole generation of generate_stream, once it has finished."""
+        request = generate_request(
+            model, prompt, token_ids, max_tokens, temperature, top_p, top_k, seed, stop, stop_token_ids
+        )
+        messages = [m async for m in self._generated(request, timeout)]
+        last = messages[-1] if messages else generation_pb2.GenerateResponse()
+        return GenerationResult(
+            token_ids=tuple(m.token_id for m in messages),
+            text="".join(m.text for m in messages),
+            finish_reason=last.finish_reason,
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=len(messages),
+        )
+
     async def is_ready(self, model: str, timeout: float | None = None) -> bool:
         response = await _call(self._inference.ModelReady(pb.ModelReadyRequest(name=model), timeout=timeout))
         return bool(response.ready)
@@ -144,16 +226,19 @@ class AsyncClient:
         batch_max: int = 0,
         batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS,
         quantize: str = "",
+        states: Mapping[str, str] | None = None,
     ) -> ModelInfo:
         """Sends the ONNX file at `path` and returns once the model is ready to serve. Mode "auto" lets
         the planner choose replicas, a pipeline or both from measured figures, for `objective`.
         `batch_max` > 1 turns on dynamic batching: requests arriving within `batch_delay_ms` of each
         other run as one ONNX Runtime call at the entry stage (for models with a batch dimension).
         `quantize` "int8" or "int4" has the coordinator quantize the model first, exactly as
-        `edgeswarm quantize` writes it."""
+        `edgeswarm quantize` writes it. `states` declares a decoder's state pairs (output -> the input
+        it feeds at the next step) beyond those its names tell (present.N.key -> past_key_values.N.key)."""
         header = control_pb2.DeployHeader(
             name=name, mode=mode, replicas=replicas, stages=stages, objective=objective,
             batch_max=batch_max, batch_delay_ms=batch_delay_ms, quantize=quantize,
+            states=[f"{o}={i}" for o, i in (states or {}).items()],
         )  # fmt: skip
         response = await self._send_model(path, header, timeout)
         return ModelInfo.from_proto(response)

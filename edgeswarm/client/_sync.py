@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from edgeswarm.channels import DEFAULT_MAX_MESSAGE_BYTES
 from edgeswarm.client._async import DEFAULT_BATCH_DELAY_MS, AsyncClient
 from edgeswarm.client.credentials import Credentials
-from edgeswarm.client.results import ModelInfo, StatusReport, TokenInfo
+from edgeswarm.client.results import GeneratedToken, GenerationResult, ModelInfo, StatusReport, TokenInfo
 
 T = TypeVar("T")
 
@@ -82,6 +82,7 @@ class Client:
         batch_max: int = 0,
         batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS,
         quantize: str = "",
+        states: Mapping[str, str] | None = None,
     ) -> ModelInfo:
         return self._run(
             self._client.deploy(
@@ -95,8 +96,60 @@ class Client:
                 batch_max=batch_max,
                 batch_delay_ms=batch_delay_ms,
                 quantize=quantize,
+                states=states,
             )
         )
+
+    def generate(
+        self,
+        model: str,
+        prompt: str | None = None,
+        token_ids: Sequence[int] | None = None,
+        max_tokens: int = 16,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        stop_token_ids: Sequence[int] = (),
+        timeout: float | None = None,
+    ) -> GenerationResult:
+        return self._run(
+            self._client.generate(
+                model=model, prompt=prompt, token_ids=token_ids, max_tokens=max_tokens,
+                temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, stop=stop,
+                stop_token_ids=stop_token_ids, timeout=timeout,
+            )
+        )  # fmt: skip
+
+    def generate_stream(
+        self,
+        model: str,
+        prompt: str | None = None,
+        token_ids: Sequence[int] | None = None,
+        max_tokens: int = 16,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        stop_token_ids: Sequence[int] = (),
+        timeout: float | None = None,
+    ) -> Iterator[GeneratedToken]:
+        """Each token as the fleet makes it; leaving the loop early ends the generation."""
+        stream = self._client.generate_stream(
+            model=model, prompt=prompt, token_ids=token_ids, max_tokens=max_tokens,
+            temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, stop=stop,
+            stop_token_ids=stop_token_ids, timeout=timeout,
+        )  # fmt: skip
+        try:
+            while True:
+                try:
+                    yield self._run(_next(stream))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(stream.aclose())
 
     def plan(
         self,
@@ -140,3 +193,7 @@ async def _open(
 ) -> AsyncClient:
     # The channel must be made inside the loop that will use it.
     return AsyncClient(address, max_message_bytes, credentials)
+
+
+async def _next(stream: AsyncIterator[T]) -> T:
+    return await anext(stream)

@@ -252,3 +252,24 @@ class TokenInfo:
             worker_id=message.worker_id,
             description=message.description,
         )
+
+
+@dataclass(frozen=True)
+class GeneratedToken:
+    """One token as a generation streams it; `finish_reason` is set on the last ("stop", "length")."""
+
+    token_id: int
+    text: str = ""
+    finish_reason: str = ""
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """A whole generation: the generated tokens only (not the prompt), their text where the model
+    has a tokenizer, and why it ended."""
+
+    token_ids: tuple[int, ...]
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int

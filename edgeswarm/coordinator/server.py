@@ -7,12 +7,13 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
-from edgeswarm._proto.edgeswarm.v1 import control_pb2_grpc
+from edgeswarm._proto.edgeswarm.v1 import control_pb2_grpc, generation_pb2_grpc
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from edgeswarm.channels import bind, check_insecure, new_server, secure_with, serve_metrics_on, split_address
 from edgeswarm.config import CoordinatorSettings
@@ -27,9 +28,12 @@ from edgeswarm.coordinator.fleet.view import UP
 from edgeswarm.coordinator.modelstore import ModelStore
 from edgeswarm.coordinator.planning.measure import Measurer
 from edgeswarm.coordinator.serving.control import ControlService
+from edgeswarm.coordinator.serving.generate_rpc import GenerationService
+from edgeswarm.coordinator.serving.generation import Generator
 from edgeswarm.coordinator.serving.inference import InferenceService
 from edgeswarm.coordinator.serving.router import GrpcTransport, Router
 from edgeswarm.coordinator.serving.statistics import Statistics, TritonMetrics
+from edgeswarm.errors import EdgeswarmError
 from edgeswarm.mdns import choose_interface
 from edgeswarm.security import routes
 from edgeswarm.security.authority import FleetAuthority
@@ -56,6 +60,7 @@ async def serve(settings: CoordinatorSettings) -> None:
         attempt_floor=settings.attempt_floor,
     )
     members.on_lost.append(router.abandon)
+    generator = Generator(members, GrpcTransport(members.client), _session_ender(members))
     health_servicer = health.aio.HealthServicer()
 
     authority = None
@@ -75,6 +80,9 @@ async def serve(settings: CoordinatorSettings) -> None:
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(inference, server)
     control_pb2_grpc.add_ControlServicer_to_server(
         ControlService(settings, deployer, members, measurer, router, authority), server
+    )
+    generation_pb2_grpc.add_GenerationServicer_to_server(
+        GenerationService(registry, generator, settings.default_timeout), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # Clients show a bearer token, not a certificate; workers' calls (Join) carry their own proof.
@@ -147,3 +155,20 @@ async def _presence(settings: CoordinatorSettings, members: Members, registry: R
         while True:
             kind, fields = await events.get()
             await presence.event(kind, **fields)
+
+
+def _session_ender(members: Members) -> Callable[[str, str], None]:
+    """Drops a finished generation's state on a worker, in the background (a worker gone since
+    drops it with its process)."""
+    ending: set[asyncio.Task[None]] = set()
+
+    async def end(worker: str, session: str) -> None:
+        with contextlib.suppress(EdgeswarmError, KeyError):
+            await members.client(worker).end_session(session, timeout=5.0)
+
+    def schedule(worker: str, session: str) -> None:
+        task = asyncio.ensure_future(end(worker, session))
+        ending.add(task)
+        task.add_done_callback(ending.discard)
+
+    return schedule

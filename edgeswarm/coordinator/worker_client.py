@@ -71,6 +71,9 @@ class WorkerClient(Protocol):
         self, request: worker_pb2.StageRequest, timeout: float
     ) -> worker_pb2.StageResponse: ...
 
+    async def end_session(self, session: str, timeout: float) -> bool:
+        """Drops a generation's state on the worker; whether it held any."""
+
     async def drain(self, reason: str, timeout: float) -> None: ...
 
     async def measure_link(self, address: str, timeout: float, worker_id: str = "") -> tuple[float, float]:
@@ -151,6 +154,12 @@ class GrpcWorkerClient:
             # The data path: no prefix, as a worker's failed-workers trailer names who failed.
             raise from_rpc_error(exc) from exc
         return response
+
+    async def end_session(self, session: str, timeout: float) -> bool:
+        with self._translated():
+            request = worker_pb2.EndSessionRequest(id=session)
+            response = await self._worker.EndSession(request, timeout=timeout)
+        return bool(response.held)
 
     async def drain(self, reason: str, timeout: float) -> None:
         with self._translated():

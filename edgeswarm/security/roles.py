@@ -8,6 +8,7 @@ Coordinator (TLS; callers show a bearer token, workers their certificate):
                                              caller's worker certificate (renewal)
     edgeswarm.v1.Control/Status              client or admin
     edgeswarm.v1.Control/*                   admin (Deploy, Undeploy, Drain, tokens)
+    edgeswarm.v1.Generation/Generate         client or admin
     inference.GRPCInferenceService/          admin for RepositoryModelLoad and -Unload,
                                              client or admin for the rest
 
@@ -32,6 +33,7 @@ from edgeswarm.security.tokens import Role, TokenRecord
 HEALTH = "/grpc.health.v1.Health/"
 CONTROL = "/edgeswarm.v1.Control/"
 INFERENCE = "/inference.GRPCInferenceService/"
+GENERATE = "/edgeswarm.v1.Generation/Generate"
 WORKER = "/edgeswarm.v1.Worker/"
 ANYONE: frozenset[Role] = frozenset()
 WORKER_PEER_METHODS = frozenset({f"{WORKER}RunStage", f"{WORKER}Ping"})
@@ -44,7 +46,7 @@ def coordinator_roles(method: str) -> frozenset[Role] | None:
     a method it does not serve (refused)."""
     if method.startswith(HEALTH) or method == f"{CONTROL}Join":
         return ANYONE
-    if method == f"{CONTROL}Status":
+    if method in (f"{CONTROL}Status", GENERATE):
         return frozenset({Role.CLIENT, Role.ADMIN})
     if method.startswith(CONTROL):
         return frozenset({Role.ADMIN})

@@ -41,17 +41,24 @@ def _mac(*parts: bytes) -> bytes:
     return digest.digest()
 
 
-def route_macs(request_id: str, model: str, hops: Sequence[worker_pb2.Hop]) -> list[bytes]:
-    """One MAC per hop, each over the route from that hop on; none without a key."""
+def route_macs(
+    request_id: str, model: str, hops: Sequence[worker_pb2.Hop], session: bytes = b""
+) -> list[bytes]:
+    """One MAC per hop, each over the route from that hop on (and a generation's step); none
+    without a key."""
     if not _key:
         return []
     encoded = [hop.SerializeToString(deterministic=True) for hop in hops]
-    return [_mac(request_id.encode(), model.encode(), *encoded[i:]) for i in range(len(hops))]
+    return [_mac(request_id.encode(), model.encode(), session, *encoded[i:]) for i in range(len(hops))]
+
+
+def _session(request: worker_pb2.StageRequest) -> bytes:
+    return request.session.SerializeToString(deterministic=True) if request.HasField("session") else b""
 
 
 def sign_route(request: worker_pb2.StageRequest) -> worker_pb2.StageRequest:
     del request.route_macs[:]
-    request.route_macs.extend(route_macs(request.request_id, request.model, request.route))
+    request.route_macs.extend(route_macs(request.request_id, request.model, request.route, _session(request)))
     return request
 
 
@@ -62,7 +69,7 @@ def check_route(request: worker_pb2.StageRequest) -> None:
     if not request.route_macs:
         raise PermissionDenied("the route carries no MAC: routes come from the coordinator only")
     hops = [hop.SerializeToString(deterministic=True) for hop in request.route]
-    want = _mac(request.request_id.encode(), request.model.encode(), *hops)
+    want = _mac(request.request_id.encode(), request.model.encode(), _session(request), *hops)
     if not hmac.compare_digest(want, request.route_macs[0]):
         raise PermissionDenied("the route is not one the coordinator issued (its MAC does not match)")
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import onnx
 
 from edgeswarm.coordinator.deploying.installer import Installer
-from edgeswarm.coordinator.deploying.layouts import layout_specs, parse_and_split
+from edgeswarm.coordinator.deploying.layouts import decoder_states, layout_specs, parse_and_split
 from edgeswarm.coordinator.deploying.registry import DeployRequest, Registry
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.modelstore import StoredModel
@@ -63,6 +63,7 @@ class Deployer:
         objective: Objective = Objective.THROUGHPUT,
         batching: tuple[int, float] = (0, 0.0),
         quantization: Quantization | None = None,
+        states: Mapping[str, str] | None = None,
     ) -> Plan:
         """Places `name` as asked: by the planner (auto), or as replicas or a pipeline of the asked
         shape; with `fit`, on as many live workers as there are, up to what was asked. `model` is in
@@ -123,7 +124,14 @@ class Deployer:
                 del data
                 await asyncio.to_thread(self._keep_stages, shards)
             self.store.record_stages(model, {s.sha256: stage_data.get(s.sha256, []) for s in specs})
-            plan = replace(plan, batch_max=batching[0], batch_delay_s=batching[1], quantization=quantization)
+            pairs = await asyncio.to_thread(decoder_states, model.path, specs, states or {})
+            plan = replace(
+                plan,
+                batch_max=batching[0],
+                batch_delay_s=batching[1],
+                quantization=quantization,
+                states=pairs,
+            )
             why_not = over_memory(
                 name, [(s.size, s.workers) for s in specs], self._held(name), self._limits()
             )
@@ -145,7 +153,7 @@ class Deployer:
             self.registry.retired.pop(name, None)
             self.registry.requests[name] = DeployRequest(
                 mode, replicas, stages, model, objective, frozenset(live), batching, self.calibrations(live),
-                quantization,
+                quantization, tuple((states or {}).items()),
             )  # fmt: skip
             self.registry.announce()
             log.info(
@@ -313,6 +321,7 @@ class Deployer:
             objective=request.objective,
             batching=request.batching,
             quantization=request.quantization,
+            states=dict(request.states),
         )
 
     async def undeploy(self, name: str) -> None:

@@ -4,18 +4,20 @@ placed it. Pure and CPU-bound: run it in a thread."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import onnx
 
 from edgeswarm.coordinator.planning.planner import Layout
 from edgeswarm.coordinator.planning.segments import Segments
 from edgeswarm.errors import InvalidRequest
+from edgeswarm.graph.decoder import check_pairs_in_stages, state_pairs
 from edgeswarm.graph.loading import parse_model
 from edgeswarm.graph.partition import PartitionError, StagePart, balanced_cuts, split
 from edgeswarm.graph.signature import signature_of
-from edgeswarm.plans import Signature, StageSpec
+from edgeswarm.plans import Signature, StageSpec, StateSpec
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,13 @@ def layout_specs(
         add(split(model, segments.cuts_of(pipeline.stages)), [(s.worker,) for s in pipeline.stages], groups)
         groups += 1
     return specs, shards
+
+
+def decoder_states(
+    path: Path, specs: Sequence[StageSpec], declared: Mapping[str, str]
+) -> tuple[StateSpec, ...]:
+    """The model's state pairs (by their names, and `declared`), each checked to lie inside one stage."""
+    structure = onnx.load(str(path), load_external_data=False)
+    pairs = state_pairs(structure, declared)
+    check_pairs_in_stages([(spec.inputs, spec.outputs) for spec in specs], pairs)
+    return tuple(StateSpec(p.output, p.input, p.axis) for p in pairs)

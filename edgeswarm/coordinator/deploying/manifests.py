@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
-from edgeswarm.plans import Mode, Plan, Signature, StageSpec, TensorSpec
+from edgeswarm.plans import Mode, Plan, Signature, StageSpec, StateSpec, TensorSpec
 from edgeswarm.security import routes
 
 
@@ -34,6 +34,7 @@ def _manifest(plan: Plan) -> worker_pb2.PlanManifest:
             )
             for s in plan.stages
         ],
+        states=[worker_pb2.StatePair(output=s.output, input=s.input, axis=s.axis) for s in plan.states],
     )
 
 
@@ -60,6 +61,7 @@ def plan_of(manifest: worker_pb2.PlanManifest) -> Plan:
         ),
         batch_max=manifest.batch_max,
         batch_delay_s=manifest.batch_delay_ms / 1000,
+        states=tuple(StateSpec(s.output, s.input, s.axis) for s in manifest.states),
     )
 
 

@@ -39,6 +39,8 @@ class DeployRequest:
     calibrations: tuple[tuple[str, float], ...] = ()
     # The variant of `model` placed (None: the model as sent).
     quantization: Quantization | None = None
+    # State pairs declared at deploy (output, input), beyond those the model's names tell.
+    states: tuple[tuple[str, str], ...] = ()
 
 
 class Registry:

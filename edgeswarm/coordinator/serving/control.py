@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
@@ -78,6 +78,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
             objective=objective,
             batching=batching,
             quantization=quantization,
+            states=declared_states(header.states),
         )
         planned = self.registry.reports.get(header.name) if mode is Mode.AUTO else None
         return control_pb2.DeployResponse(
@@ -250,3 +251,14 @@ def model_status(
             for s in plan.stages
         ],
     )
+
+
+def declared_states(specs: Sequence[str]) -> dict[str, str]:
+    """`OUTPUT=INPUT` pairs as a deploy declares them; InvalidRequest naming a malformed one."""
+    pairs = {}
+    for spec in specs:
+        output, sep, input_ = spec.partition("=")
+        if not sep or not output or not input_:
+            raise InvalidRequest(f"a state pair is OUTPUT=INPUT (an output feeding an input), not {spec!r}")
+        pairs[output] = input_
+    return pairs

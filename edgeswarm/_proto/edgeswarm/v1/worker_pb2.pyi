@@ -83,7 +83,7 @@ class StageManifest(_message.Message):
     def __init__(self, index: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., carry: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ..., group: _Optional[int] = ...) -> None: ...
 
 class PlanManifest(_message.Message):
-    __slots__ = ("model", "version", "mode", "inputs", "outputs", "stages", "batch_max", "batch_delay_ms", "signature")
+    __slots__ = ("model", "version", "mode", "inputs", "outputs", "stages", "batch_max", "batch_delay_ms", "signature", "states")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class PlanManifest(_message.Message):
     BATCH_MAX_FIELD_NUMBER: _ClassVar[int]
     BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     mode: str
@@ -102,7 +103,8 @@ class PlanManifest(_message.Message):
     batch_max: int
     batch_delay_ms: float
     signature: bytes
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., mode: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageManifest, _Mapping]]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    states: _containers.RepeatedCompositeFieldContainer[StatePair]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., mode: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageManifest, _Mapping]]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., signature: _Optional[bytes] = ..., states: _Optional[_Iterable[_Union[StatePair, _Mapping]]] = ...) -> None: ...
 
 class ShardChunk(_message.Message):
     __slots__ = ("sha256", "size", "data", "external_data")
@@ -151,40 +153,96 @@ class UnloadStageResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Hop(_message.Message):
-    __slots__ = ("stage", "addresses", "worker_ids", "carry", "batch_max", "batch_delay_ms")
+    __slots__ = ("stage", "addresses", "worker_ids", "carry", "batch_max", "batch_delay_ms", "states")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     WORKER_IDS_FIELD_NUMBER: _ClassVar[int]
     CARRY_FIELD_NUMBER: _ClassVar[int]
     BATCH_MAX_FIELD_NUMBER: _ClassVar[int]
     BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
     stage: str
     addresses: _containers.RepeatedScalarFieldContainer[str]
     worker_ids: _containers.RepeatedScalarFieldContainer[str]
     carry: _containers.RepeatedScalarFieldContainer[str]
     batch_max: int
     batch_delay_ms: float
-    def __init__(self, stage: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., worker_ids: _Optional[_Iterable[str]] = ..., carry: _Optional[_Iterable[str]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ...) -> None: ...
+    states: _containers.RepeatedCompositeFieldContainer[StatePair]
+    def __init__(self, stage: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., worker_ids: _Optional[_Iterable[str]] = ..., carry: _Optional[_Iterable[str]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., states: _Optional[_Iterable[_Union[StatePair, _Mapping]]] = ...) -> None: ...
+
+class StatePair(_message.Message):
+    __slots__ = ("output", "input", "axis")
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    AXIS_FIELD_NUMBER: _ClassVar[int]
+    output: str
+    input: str
+    axis: int
+    def __init__(self, output: _Optional[str] = ..., input: _Optional[str] = ..., axis: _Optional[int] = ...) -> None: ...
+
+class Sampling(_message.Message):
+    __slots__ = ("temperature", "top_k", "top_p", "seeded", "seed")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    SEEDED_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    temperature: float
+    top_k: int
+    top_p: float
+    seeded: bool
+    seed: int
+    def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., seeded: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class SessionStep(_message.Message):
+    __slots__ = ("id", "position", "length", "step", "sampling")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    position: int
+    length: int
+    step: int
+    sampling: Sampling
+    def __init__(self, id: _Optional[str] = ..., position: _Optional[int] = ..., length: _Optional[int] = ..., step: _Optional[int] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ...) -> None: ...
 
 class StageRequest(_message.Message):
-    __slots__ = ("request_id", "model", "tensors", "route", "route_macs")
+    __slots__ = ("request_id", "model", "tensors", "route", "route_macs", "session")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     ROUTE_MACS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     tensors: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
     route: _containers.RepeatedCompositeFieldContainer[Hop]
     route_macs: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., route_macs: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    session: SessionStep
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., route: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., route_macs: _Optional[_Iterable[bytes]] = ..., session: _Optional[_Union[SessionStep, _Mapping]] = ...) -> None: ...
 
 class StageResponse(_message.Message):
-    __slots__ = ("tensors",)
+    __slots__ = ("tensors", "token")
     TENSORS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     tensors: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
-    def __init__(self, tensors: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ...) -> None: ...
+    token: int
+    def __init__(self, tensors: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., token: _Optional[int] = ...) -> None: ...
+
+class EndSessionRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class EndSessionResponse(_message.Message):
+    __slots__ = ("held",)
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    held: bool
+    def __init__(self, held: _Optional[bool] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ("reason",)

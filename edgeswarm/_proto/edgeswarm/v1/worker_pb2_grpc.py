@@ -59,6 +59,11 @@ class WorkerStub:
                 request_serializer=edgeswarm_dot_v1_dot_worker__pb2.StageRequest.SerializeToString,
                 response_deserializer=edgeswarm_dot_v1_dot_worker__pb2.StageResponse.FromString,
                 _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/edgeswarm.v1.Worker/EndSession',
+                request_serializer=edgeswarm_dot_v1_dot_worker__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=edgeswarm_dot_v1_dot_worker__pb2.EndSessionResponse.FromString,
+                _registered_method=True)
         self.Drain = channel.unary_unary(
                 '/edgeswarm.v1.Worker/Drain',
                 request_serializer=edgeswarm_dot_v1_dot_worker__pb2.DrainRequest.SerializeToString,
@@ -113,6 +118,13 @@ class WorkerServicer:
 
     def RunStage(self, request, context):
         """Runs the first hop of `route` here and forwards the result along the rest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSession(self, request, context):
+        """Drops a generation's state (it finished, or moved to another route).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +186,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.RunStage,
                     request_deserializer=edgeswarm_dot_v1_dot_worker__pb2.StageRequest.FromString,
                     response_serializer=edgeswarm_dot_v1_dot_worker__pb2.StageResponse.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=edgeswarm_dot_v1_dot_worker__pb2.EndSessionRequest.FromString,
+                    response_serializer=edgeswarm_dot_v1_dot_worker__pb2.EndSessionResponse.SerializeToString,
             ),
             'Drain': grpc.unary_unary_rpc_method_handler(
                     servicer.Drain,
@@ -331,6 +348,33 @@ class Worker:
             '/edgeswarm.v1.Worker/RunStage',
             edgeswarm_dot_v1_dot_worker__pb2.StageRequest.SerializeToString,
             edgeswarm_dot_v1_dot_worker__pb2.StageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeswarm.v1.Worker/EndSession',
+            edgeswarm_dot_v1_dot_worker__pb2.EndSessionRequest.SerializeToString,
+            edgeswarm_dot_v1_dot_worker__pb2.EndSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,216 @@
+"""Generations over a decoder's plan: one session per generation, its state on the route's workers.
+
+A step sends only the new tokens into the first stage; each stage keeps its state pairs for the
+session, and the last samples the next token (edgeswarm/sampling.py). When a worker on the route is
+lost, the session goes on on another route: it is replayed there step by step as it ran (the prompt
+in one pass, then one step per token already generated), which rebuilds each stage's state to the
+same bits, so no token is missed, repeated or changed. A replayed step must sample the token it
+sampled the first time; one that does not is a broken contract (InternalError), not a retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edgeswarm import codec
+from edgeswarm._proto.edgeswarm.v1 import worker_pb2
+from edgeswarm.coordinator.serving.route_choice import RouteHop, choose_route
+from edgeswarm.coordinator.serving.router import FleetState, Transport
+from edgeswarm.errors import DeadlineExceeded, InternalError, InvalidRequest, NotFound, StageUnavailable
+from edgeswarm.plans import Plan
+from edgeswarm.sampling import Sampling
+from edgeswarm.security import routes
+
+log = logging.getLogger(__name__)
+
+TOKEN_INPUT, LOGITS = "input_ids", "logits"
+# Inputs every stage builds from the session's length: they never cross a hop.
+POSITION_INPUTS = frozenset({"attention_mask", "position_ids"})
+# Most routes one generation may move to before it gives up.
+MAX_ROUTES = 8
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    prompt: tuple[int, ...]
+    max_tokens: int
+    sampling: Sampling
+    stop_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Token:
+    token_id: int
+    # Set on the last token: "stop" (a stop token) or "length" (max_tokens).
+    finish_reason: str = ""
+
+
+class Generator:
+    def __init__(
+        self,
+        fleet: FleetState,
+        transport: Transport,
+        end_session: Callable[[str, str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fleet = fleet
+        self.transport = transport
+        self.end_session = end_session  # (worker id, session id): drop its state there
+        self.clock = clock
+
+    async def generate(
+        self, plan: Plan, params: GenerateParams, timeout: float
+    ) -> AsyncGenerator[Token, None]:
+        if not plan.states:
+            raise InvalidRequest(f"model {plan.model!r} is not a decoder: no output feeds an input")
+        if not params.prompt:
+            raise InvalidRequest("a generation needs a prompt of at least one token")
+        if params.max_tokens < 1:
+            raise InvalidRequest(f"max_tokens must be at least 1, not {params.max_tokens}")
+        sampling = params.sampling
+        if not sampling.greedy and sampling.seed is None:
+            # A seed of its own, so that a replay after a failover draws what the first run drew.
+            sampling = replace(sampling, seed=secrets.randbits(63))
+        deadline = self.clock() + timeout
+        session = uuid.uuid4().hex
+        generated: list[int] = []
+        held: set[str] = set()
+        routes_tried = 0
+        try:
+            while True:
+                route = self._route(plan)
+                routes_tried += 1
+                workers = [w for hop in route for w in hop.workers[:1]]
+                held.update(workers)
+                fed = 0  # tokens this route's state holds
+                try:
+                    while True:
+                        token = await self._step(plan, route, session, params.prompt, generated, fed,
+                                                 sampling, deadline)  # fmt: skip
+                        fed = len(params.prompt) if fed == 0 else fed + 1
+                        index = fed - len(params.prompt)  # the token this step sampled
+                        if index < len(generated):
+                            if token != generated[index]:
+                                raise InternalError(
+                                    f"replaying session {session[:12]} gave token {token} at step {index}, "
+                                    f"not {generated[index]}: a worker on the route broke its contract"
+                                )
+                            continue
+                        generated.append(token)
+                        reason = self._finished(generated, params)
+                        yield Token(token, reason)
+                        if reason:
+                            return
+                except (StageUnavailable, NotFound) as exc:
+                    if routes_tried >= MAX_ROUTES:
+                        raise StageUnavailable(
+                            f"session {session[:12]}: gave up after {routes_tried} routes: {exc.message}"
+                        ) from exc
+                    failed = exc.failed if isinstance(exc, StageUnavailable) else ()
+                    for worker in failed or ():
+                        self.fleet.ban(worker)
+                    log.warning(
+                        "session_moved session=%s model=%s tokens=%d failed=%s error=%r",
+                        session[:12],
+                        plan.model,
+                        len(generated),
+                        ",".join(w[:8] for w in failed),
+                        exc.message,
+                    )
+        finally:
+            for worker in held:
+                with contextlib.suppress(Exception):
+                    self.end_session(worker, session)
+
+    @staticmethod
+    def _finished(generated: Sequence[int], params: GenerateParams) -> str:
+        if generated[-1] in params.stop_ids:
+            return "stop"
+        return "length" if len(generated) >= params.max_tokens else ""
+
+    def _route(self, plan: Plan) -> tuple[RouteHop, ...]:
+        return choose_route(plan, self.fleet.live(), self.fleet.banned, self.fleet.in_flight)
+
+    async def _step(
+        self,
+        plan: Plan,
+        route: tuple[RouteHop, ...],
+        session: str,
+        prompt: Sequence[int],
+        generated: Sequence[int],
+        fed: int,
+        sampling: Sampling,
+        deadline: float,
+    ) -> int:
+        """The next step on `route`, whose state holds `fed` tokens: the prompt when it holds none,
+        else the generated token after them. Returns the token it samples."""
+        if fed == 0:
+            ids, step = list(prompt), 0
+        else:
+            index = fed - len(prompt)
+            ids, step = [generated[index]], index + 1
+        remaining = deadline - self.clock()
+        if remaining <= 0:
+            raise DeadlineExceeded(
+                f"model {plan.model!r}: the generation's deadline passed after {len(generated)} token(s)"
+            )
+        request = routes.sign_route(
+            worker_pb2.StageRequest(
+                request_id=f"{session}:{fed}",
+                model=plan.model,
+                tensors=[codec.encode(TOKEN_INPUT, np.array([ids], np.int64))],
+                route=self._hops(plan, route),
+                session=worker_pb2.SessionStep(
+                    id=session,
+                    position=fed,
+                    length=len(ids),
+                    step=step,
+                    sampling=worker_pb2.Sampling(
+                        temperature=sampling.temperature,
+                        top_k=sampling.top_k,
+                        top_p=sampling.top_p,
+                        seeded=sampling.seed is not None,
+                        seed=sampling.seed or 0,
+                    ),
+                ),
+            )
+        )
+        first = route[0].workers[0]
+        self.fleet.in_flight.update([first])
+        try:
+            response = await self.transport.run(first, request, remaining)
+        finally:
+            self.fleet.in_flight.subtract([first])
+        return int(response.token)
+
+    def _hops(self, plan: Plan, route: tuple[RouteHop, ...]) -> list[worker_pb2.Hop]:
+        """The route as workers read it: each hop's state pairs, and only what the next stage reads
+        carried (no state output, no position input); the last hop answers the logits."""
+        states = {s.output for s in plan.states} | {s.input for s in plan.states}
+        by_sha = {s.sha256: s for s in plan.stages}
+        hops = []
+        for i, hop in enumerate(route):
+            last = i == len(route) - 1
+            carry = [c for c in hop.carry if c not in states and c not in POSITION_INPUTS]
+            stage = by_sha[hop.stage]
+            hops.append(
+                worker_pb2.Hop(
+                    stage=hop.stage,
+                    addresses=[self.fleet.address(w) for w in hop.workers[:1]],
+                    worker_ids=list(hop.workers[:1]),
+                    carry=[LOGITS] if last else carry,
+                    states=[
+                        worker_pb2.StatePair(output=s.output, input=s.input, axis=s.axis)
+                        for s in plan.states_of(stage)
+                    ],
+                )
+            )
+        return hops

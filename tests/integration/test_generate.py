@@ -1,0 +1,116 @@
+"""Generation through real workers: the tokens one session gives running the loop with its own cache,
+for replicas and pipelines, greedy and seeded; and the same tokens when a worker holding the
+session's state is killed mid-generation."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edgeswarm.client import Client, InvalidRequest
+from edgeswarm.dev import zoo
+from edgeswarm.dev.localfleet import LocalFleet, wait_until
+from edgeswarm.dev.reference import generate_reference
+from edgeswarm.sampling import Sampling
+
+pytestmark = pytest.mark.integration
+
+PROMPT = (1, 2, 3, 4, 5, 6, 7)
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("llm") / "tiny_llm.onnx"
+    onnx.save(zoo.tiny_llm(layers=4), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, llm: Path) -> LocalFleet:
+    with LocalFleet(tmp_path_factory.mktemp("fleet"), workers=4) as fleet:
+        fleet.wait_ready(timeout=60)
+        with Client(fleet.coordinator_address) as client:
+            client.deploy(llm, "llm-pipeline", mode="pipeline", stages=2, replicas=2, timeout=120)
+            client.deploy(llm, "llm-replicas", mode="replicas", replicas=2, timeout=120)
+        yield fleet
+
+
+@pytest.mark.parametrize("model", ["llm-pipeline", "llm-replicas"])
+def test_greedy_tokens_equal_one_session_running_the_loop(fleet: LocalFleet, llm: Path, model: str) -> None:
+    want = generate_reference(llm, PROMPT, 24)
+    with Client(fleet.coordinator_address) as client:
+        got = client.generate(model, token_ids=PROMPT, max_tokens=24, timeout=60)
+        streamed = [t.token_id for t in client.generate_stream(model, token_ids=PROMPT, max_tokens=24)]
+    assert list(got.token_ids) == want == streamed
+    assert got.finish_reason == "length" and got.prompt_tokens == len(PROMPT) and got.completion_tokens == 24
+
+
+def test_seeded_sampling_and_stop_tokens_equal_the_reference(fleet: LocalFleet, llm: Path) -> None:
+    sampling = Sampling(temperature=0.8, top_k=40, top_p=0.95, seed=1234)
+    want = generate_reference(llm, PROMPT, 32, sampling)
+    stop = want[10]
+    with Client(fleet.coordinator_address) as client:
+        got = client.generate("llm-pipeline", token_ids=PROMPT, max_tokens=32, temperature=0.8, top_k=40,
+                              top_p=0.95, seed=1234, timeout=60)  # fmt: skip
+        stopped = client.generate("llm-pipeline", token_ids=PROMPT, max_tokens=32, temperature=0.8,
+                                  top_k=40, top_p=0.95, seed=1234, stop_token_ids=[stop])  # fmt: skip
+    assert list(got.token_ids) == want
+    assert list(stopped.token_ids) == want[: want.index(stop) + 1] and stopped.finish_reason == "stop"
+
+
+def test_bad_generations_are_refused_precisely(fleet: LocalFleet, llm: Path, tmp_path: Path) -> None:
+    mlp = tmp_path / "mlp.onnx"
+    onnx.save(zoo.mlp(layers=2, width=8, in_features=4, out_features=2), str(mlp))
+    with Client(fleet.coordinator_address) as client:
+        client.deploy(mlp, "mlp", mode="replicas", timeout=60)
+        with pytest.raises(InvalidRequest, match="'mlp' is not a decoder"):
+            client.generate("mlp", token_ids=PROMPT)
+        with pytest.raises(InvalidRequest, match="no tokenizer"):
+            client.generate("llm-pipeline", prompt="hello")
+        with pytest.raises(InvalidRequest, match="max_tokens must be"):
+            client.generate("llm-pipeline", token_ids=PROMPT, max_tokens=0)
+        with pytest.raises(InvalidRequest, match="temperature"):
+            client.generate("llm-pipeline", token_ids=PROMPT, temperature=-1)
+        client.undeploy("mlp")
+        assert len(client.generate("llm-pipeline", token_ids=PROMPT, max_tokens=3).token_ids) == 3
+
+
+def test_the_cli_prints_tokens_as_they_come(fleet: LocalFleet, llm: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeswarm", "generate", "llm-replicas", "--token-ids", "1,2,3,4,5,6,7",
+         "--max-tokens", "8", "--json", "--coordinator", fleet.coordinator_address],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (
+        [line["token_id"] for line in lines[:-1]]
+        == lines[-1]["token_ids"]
+        == generate_reference(llm, PROMPT, 8)
+    )
+    assert lines[-1]["finish_reason"] == "length"
+
+
+def test_a_worker_killed_mid_generation_loses_no_token_and_changes_none(fleet: LocalFleet, llm: Path) -> None:
+    """Run last in this module: it kills a worker."""
+    want = generate_reference(llm, PROMPT, 160)
+
+    def started() -> dict[str, int]:
+        return {w: fleet.log(w).count("session_started") for w in fleet.workers}
+
+    before = started()
+    got = []
+    with Client(fleet.coordinator_address) as client:
+        for token in client.generate_stream("llm-pipeline", token_ids=PROMPT, max_tokens=160, timeout=120):
+            got.append(token.token_id)
+            if len(got) == 5:  # a worker holding this session's state
+                holder = next(w for w, count in started().items() if count > before[w])
+                fleet.signal_worker(holder, signal.SIGKILL)
+    assert got == want
+    wait_until(lambda: "session_moved" in fleet.log("coordinator"), 10, "the coordinator to move the session")
