@@ -120,6 +120,8 @@ class Plan:
     quantization: Quantization | None = None
     # A decoder's state pairs, each inside one stage; empty for a model that is not one.
     states: tuple[StateSpec, ...] = ()
+    # The sha256 of the tokenizer deployed with the model, in the coordinator's store; "": none.
+    tokenizer: str = ""
 
     def states_of(self, stage: StageSpec) -> tuple[StateSpec, ...]:
         """The state pairs `stage` reads and writes."""

@@ -15,11 +15,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeswarm import __version__
+from edgeswarm.cli.deploying import add_deploy_parser, deploy_command
 from edgeswarm.cli.generate import add_generate_parser, generate_command
 from edgeswarm.cli.tokens import add_token_parser, token_command
-from edgeswarm.client import DEFAULT_BATCH_DELAY_MS
 from edgeswarm.errors import EdgeswarmError
-from edgeswarm.plans import Mode, Objective, Quantization
+from edgeswarm.plans import Objective, Quantization
 
 COORDINATOR_HELP = "HOST:PORT (default: the credentials file's, else 127.0.0.1:50051)"
 CREDENTIALS_HELP = "credentials file of a secure fleet (default: $EDGESWARM_CREDENTIALS)"
@@ -69,31 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         "--insecure", action="store_true", default=None, help="plaintext, no CA, no tokens (loopback only)"
     )
 
-    deploy = sub.add_parser("deploy", help="place an ONNX model on the fleet")
-    deploy.add_argument("model", type=Path)
-    deploy.add_argument("--name", required=True)
-    deploy.add_argument(
-        "--mode", choices=list(Mode), default=Mode.AUTO,
-        help="auto: the planner chooses from measured figures (default)",
-    )  # fmt: skip
-    deploy.add_argument("--objective", choices=list(Objective), default=Objective.THROUGHPUT)
-    deploy.add_argument("--batch-max", type=int, default=0, help="dynamic batching: most requests per call")
-    deploy.add_argument(
-        "--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS, help="dynamic batching: longest wait"
-    )
-    deploy.add_argument(
-        "--quantize",
-        choices=list(Quantization),
-        default="",
-        help="quantize first, as `edgeswarm quantize` does",
-    )
-    deploy.add_argument("--replicas", type=int, default=0, help="replicas (per stage in a pipeline); 0: auto")
-    deploy.add_argument("--stages", type=int, default=0, help="pipeline stages; 0: one per live worker")
-    deploy.add_argument("--state", action="append", default=[], metavar="OUTPUT=INPUT",
-                        help="a decoder output feeding an input at the next step (repeatable)")  # fmt: skip
-    deploy.add_argument("--coordinator", help=COORDINATOR_HELP)
-    deploy.add_argument("--credentials", type=Path, help=CREDENTIALS_HELP)
-    deploy.add_argument("--timeout", type=float, default=600.0)
+    add_deploy_parser(sub, COORDINATOR_HELP, CREDENTIALS_HELP)
 
     undeploy = sub.add_parser("undeploy", help="remove a model from the fleet")
     undeploy.add_argument("name")
@@ -348,17 +324,8 @@ def _client_command(args: argparse.Namespace) -> int:
         if args.command == "generate":
             return generate_command(client, args)
         if args.command == "deploy":
-            info = client.deploy(
-                args.model, name=args.name, mode=args.mode, replicas=args.replicas, stages=args.stages,
-                timeout=args.timeout, objective=args.objective, batch_max=args.batch_max,
-                batch_delay_ms=args.batch_delay_ms, quantize=args.quantize,
-                states=dict(spec.partition("=")[::2] for spec in args.state),
-            )  # fmt: skip
-            placement = "; ".join(
-                f"stage {s.index}: {', '.join(w[:8] for w in s.workers)}" for s in info.stages
-            )
-            print(f"deployed {info.name} version {info.version} as {info.mode}: {placement}")
-        elif args.command == "undeploy":
+            return deploy_command(client, args)
+        if args.command == "undeploy":
             client.undeploy(args.name)
             print(f"undeployed {args.name}")
         elif args.command == "plan":

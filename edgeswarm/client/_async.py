@@ -227,6 +227,7 @@ class AsyncClient:
         batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS,
         quantize: str = "",
         states: Mapping[str, str] | None = None,
+        tokenizer: str | os.PathLike[str] | None = None,
     ) -> ModelInfo:
         """Sends the ONNX file at `path` and returns once the model is ready to serve. Mode "auto" lets
         the planner choose replicas, a pipeline or both from measured figures, for `objective`.
@@ -234,11 +235,13 @@ class AsyncClient:
         other run as one ONNX Runtime call at the entry stage (for models with a batch dimension).
         `quantize` "int8" or "int4" has the coordinator quantize the model first, exactly as
         `edgeswarm quantize` writes it. `states` declares a decoder's state pairs (output -> the input
-        it feeds at the next step) beyond those its names tell (present.N.key -> past_key_values.N.key)."""
+        it feeds at the next step) beyond those its names tell (present.N.key -> past_key_values.N.key).
+        `tokenizer`: a Hugging Face tokenizer.json for the model, for text prompts and streamed text."""
         header = control_pb2.DeployHeader(
             name=name, mode=mode, replicas=replicas, stages=stages, objective=objective,
             batch_max=batch_max, batch_delay_ms=batch_delay_ms, quantize=quantize,
             states=[f"{o}={i}" for o, i in (states or {}).items()],
+            tokenizer=await asyncio.to_thread(Path(tokenizer).read_bytes) if tokenizer is not None else b"",
         )  # fmt: skip
         response = await self._send_model(path, header, timeout)
         return ModelInfo.from_proto(response)

@@ -83,6 +83,7 @@ class Client:
         batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS,
         quantize: str = "",
         states: Mapping[str, str] | None = None,
+        tokenizer: str | os.PathLike[str] | None = None,
     ) -> ModelInfo:
         return self._run(
             self._client.deploy(
@@ -97,6 +98,7 @@ class Client:
                 batch_delay_ms=batch_delay_ms,
                 quantize=quantize,
                 states=states,
+                tokenizer=tokenizer,
             )
         )
 

@@ -214,6 +214,20 @@ class ModelStore:
     def data_path(self, sha256: str) -> Path:
         return self.stages_dir / f"{sha256}.data"
 
+    def put_tokenizer(self, data: bytes) -> str:
+        """Keeps a tokenizer file (small; never evicted); returns its sha256."""
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.tokenizer_path(sha)
+        if not path.is_file():
+            path.parent.mkdir(exist_ok=True)
+            partial = self.incoming_dir / f"{sha}.json"
+            partial.write_bytes(data)
+            partial.replace(path)
+        return sha
+
+    def tokenizer_path(self, sha256: str) -> Path:
+        return self.root / "tokenizers" / f"{sha256}.json"
+
     def has_stage(self, sha256: str) -> bool:
         return self.stage_path(sha256).is_file()
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
+from tokenizers import Tokenizer
 
 from edgeswarm._proto.edgeswarm.v1 import control_pb2_grpc, generation_pb2_grpc
 from edgeswarm._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -33,8 +34,10 @@ from edgeswarm.coordinator.serving.generation import Generator
 from edgeswarm.coordinator.serving.inference import InferenceService
 from edgeswarm.coordinator.serving.router import GrpcTransport, Router
 from edgeswarm.coordinator.serving.statistics import Statistics, TritonMetrics
+from edgeswarm.coordinator.serving.tokenizing import load_tokenizer
 from edgeswarm.errors import EdgeswarmError
 from edgeswarm.mdns import choose_interface
+from edgeswarm.plans import Plan
 from edgeswarm.security import routes
 from edgeswarm.security.authority import FleetAuthority
 from edgeswarm.security.roles import coordinator_authorizer
@@ -82,7 +85,7 @@ async def serve(settings: CoordinatorSettings) -> None:
         ControlService(settings, deployer, members, measurer, router, authority), server
     )
     generation_pb2_grpc.add_GenerationServicer_to_server(
-        GenerationService(registry, generator, settings.default_timeout), server
+        GenerationService(registry, generator, _tokenizers(store), settings.default_timeout), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # Clients show a bearer token, not a certificate; workers' calls (Join) carry their own proof.
@@ -172,3 +175,18 @@ def _session_ender(members: Members) -> Callable[[str, str], None]:
         task.add_done_callback(ending.discard)
 
     return schedule
+
+
+def _tokenizers(store: ModelStore) -> Callable[[Plan], Tokenizer | None]:
+    """Each plan's tokenizer, read from the store once."""
+    loaded: dict[str, Tokenizer] = {}
+
+    def tokenizer_of(plan: Plan) -> Tokenizer | None:
+        if not plan.tokenizer:
+            return None
+        if plan.tokenizer not in loaded:
+            data = store.tokenizer_path(plan.tokenizer).read_bytes()
+            loaded[plan.tokenizer] = load_tokenizer(data, plan.model)
+        return loaded[plan.tokenizer]
+
+    return tokenizer_of

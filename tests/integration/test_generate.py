@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -17,6 +18,7 @@ from edgeswarm.client import Client, InvalidRequest
 from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import LocalFleet, wait_until
 from edgeswarm.dev.reference import generate_reference
+from edgeswarm.dev.texts import byte_tokenizer
 from edgeswarm.sampling import Sampling
 
 pytestmark = pytest.mark.integration
@@ -32,13 +34,38 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, llm: Path) -> LocalFleet:
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
+    path.write_text(byte_tokenizer().to_str())
+    return path
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, llm: Path, tokenizer: Path) -> Iterator[LocalFleet]:
     with LocalFleet(tmp_path_factory.mktemp("fleet"), workers=4) as fleet:
         fleet.wait_ready(timeout=60)
         with Client(fleet.coordinator_address) as client:
             client.deploy(llm, "llm-pipeline", mode="pipeline", stages=2, replicas=2, timeout=120)
-            client.deploy(llm, "llm-replicas", mode="replicas", replicas=2, timeout=120)
+            client.deploy(llm, "llm-replicas", mode="replicas", replicas=2, tokenizer=tokenizer, timeout=120)
         yield fleet
+
+
+def test_text_in_and_out_with_the_models_tokenizer(fleet: LocalFleet, llm: Path) -> None:
+    text_tokenizer = byte_tokenizer()
+    prompt = "Once upon a time"  # its continuation holds characters of 2 and 3 bytes, one token each
+    ids = text_tokenizer.encode(prompt).ids
+    want = generate_reference(llm, ids, 20)
+    whole = text_tokenizer.decode(want)
+    plain = text_tokenizer.decode(generate_reference(llm, text_tokenizer.encode("abc").ids, 20))
+    with Client(fleet.coordinator_address) as client:
+        got = client.generate("llm-replicas", prompt=prompt, max_tokens=20, timeout=60)
+        pieces = list(client.generate_stream("llm-replicas", prompt=prompt, max_tokens=20))
+        stopped = client.generate("llm-replicas", prompt="abc", max_tokens=20, stop=plain[5:7])
+    assert list(got.token_ids) == want and got.prompt_tokens == len(ids)
+    assert any(len(c.encode()) > 1 for c in whole.replace("\ufffd", ""))  # multi-byte text came out
+    assert got.text == whole == "".join(p.text for p in pieces)  # streamed text is the decoded whole
+    # A stop string: the text ends before it, and the generation there.
+    assert stopped.text == plain[: plain.index(plain[5:7])] and stopped.finish_reason == "stop"
 
 
 @pytest.mark.parametrize("model", ["llm-pipeline", "llm-replicas"])
@@ -71,7 +98,7 @@ def test_bad_generations_are_refused_precisely(fleet: LocalFleet, llm: Path, tmp
         client.deploy(mlp, "mlp", mode="replicas", timeout=60)
         with pytest.raises(InvalidRequest, match="'mlp' is not a decoder"):
             client.generate("mlp", token_ids=PROMPT)
-        with pytest.raises(InvalidRequest, match="no tokenizer"):
+        with pytest.raises(InvalidRequest, match="has no tokenizer"):
             client.generate("llm-pipeline", prompt="hello")
         with pytest.raises(InvalidRequest, match="max_tokens must be"):
             client.generate("llm-pipeline", token_ids=PROMPT, max_tokens=0)

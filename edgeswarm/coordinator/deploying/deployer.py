@@ -64,6 +64,7 @@ class Deployer:
         batching: tuple[int, float] = (0, 0.0),
         quantization: Quantization | None = None,
         states: Mapping[str, str] | None = None,
+        tokenizer: str = "",
     ) -> Plan:
         """Places `name` as asked: by the planner (auto), or as replicas or a pipeline of the asked
         shape; with `fit`, on as many live workers as there are, up to what was asked. `model` is in
@@ -131,6 +132,7 @@ class Deployer:
                 batch_delay_s=batching[1],
                 quantization=quantization,
                 states=pairs,
+                tokenizer=tokenizer,
             )
             why_not = over_memory(
                 name, [(s.size, s.workers) for s in specs], self._held(name), self._limits()
@@ -153,7 +155,7 @@ class Deployer:
             self.registry.retired.pop(name, None)
             self.registry.requests[name] = DeployRequest(
                 mode, replicas, stages, model, objective, frozenset(live), batching, self.calibrations(live),
-                quantization, tuple((states or {}).items()),
+                quantization, tuple((states or {}).items()), tokenizer,
             )  # fmt: skip
             self.registry.announce()
             log.info(
@@ -322,6 +324,7 @@ class Deployer:
             batching=request.batching,
             quantization=request.quantization,
             states=dict(request.states),
+            tokenizer=request.tokenizer,
         )
 
     async def undeploy(self, name: str) -> None:

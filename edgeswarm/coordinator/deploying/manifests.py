@@ -35,6 +35,7 @@ def _manifest(plan: Plan) -> worker_pb2.PlanManifest:
             for s in plan.stages
         ],
         states=[worker_pb2.StatePair(output=s.output, input=s.input, axis=s.axis) for s in plan.states],
+        tokenizer=plan.tokenizer,
     )
 
 
@@ -62,6 +63,7 @@ def plan_of(manifest: worker_pb2.PlanManifest) -> Plan:
         batch_max=manifest.batch_max,
         batch_delay_s=manifest.batch_delay_ms / 1000,
         states=tuple(StateSpec(s.output, s.input, s.axis) for s in manifest.states),
+        tokenizer=manifest.tokenizer,
     )
 
 

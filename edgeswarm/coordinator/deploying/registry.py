@@ -41,6 +41,7 @@ class DeployRequest:
     quantization: Quantization | None = None
     # State pairs declared at deploy (output, input), beyond those the model's names tell.
     states: tuple[tuple[str, str], ...] = ()
+    tokenizer: str = ""  # its sha256 in the store
 
 
 class Registry:

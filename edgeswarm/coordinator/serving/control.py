@@ -17,6 +17,7 @@ from edgeswarm.coordinator.deploying.deployer import Deployer
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
+from edgeswarm.coordinator.serving.tokenizing import load_tokenizer
 from edgeswarm.coordinator.serving.uploads import UploadBudget, receive
 from edgeswarm.errors import InvalidRequest, PlacementError
 from edgeswarm.graph.quantize import quantized
@@ -69,6 +70,10 @@ class ControlService(control_pb2_grpc.ControlServicer):
             document = await self.deployer.plan_only(header.name, model, objective, quantization)
             return control_pb2.DeployResponse(plan_json=json.dumps(document))
         batching = (header.batch_max, header.batch_delay_ms / 1000)
+        tokenizer = ""
+        if header.tokenizer:
+            load_tokenizer(header.tokenizer, header.name)  # refused here if it is not one
+            tokenizer = await asyncio.to_thread(store.put_tokenizer, header.tokenizer)
         plan = await self.deployer.deploy(
             header.name,
             mode,
@@ -79,6 +84,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
             batching=batching,
             quantization=quantization,
             states=declared_states(header.states),
+            tokenizer=tokenizer,
         )
         planned = self.registry.reports.get(header.name) if mode is Mode.AUTO else None
         return control_pb2.DeployResponse(

@@ -83,7 +83,7 @@ class StageManifest(_message.Message):
     def __init__(self, index: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., carry: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ..., group: _Optional[int] = ...) -> None: ...
 
 class PlanManifest(_message.Message):
-    __slots__ = ("model", "version", "mode", "inputs", "outputs", "stages", "batch_max", "batch_delay_ms", "signature", "states")
+    __slots__ = ("model", "version", "mode", "inputs", "outputs", "stages", "batch_max", "batch_delay_ms", "signature", "states", "tokenizer")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class PlanManifest(_message.Message):
     BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     mode: str
@@ -104,7 +105,8 @@ class PlanManifest(_message.Message):
     batch_delay_ms: float
     signature: bytes
     states: _containers.RepeatedCompositeFieldContainer[StatePair]
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., mode: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageManifest, _Mapping]]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., signature: _Optional[bytes] = ..., states: _Optional[_Iterable[_Union[StatePair, _Mapping]]] = ...) -> None: ...
+    tokenizer: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., mode: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageManifest, _Mapping]]] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., signature: _Optional[bytes] = ..., states: _Optional[_Iterable[_Union[StatePair, _Mapping]]] = ..., tokenizer: _Optional[str] = ...) -> None: ...
 
 class ShardChunk(_message.Message):
     __slots__ = ("sha256", "size", "data", "external_data")
