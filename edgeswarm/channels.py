@@ -331,6 +331,7 @@ def _authorized_stream(method: str, behavior: Any, authorize: Authorize | None) 
                 await result
         except EdgeswarmError as exc:  # an undecodable message on the way in, say
             log.info("rpc_error method=%s code=%s message=%r", method, exc.code.name, exc.message)
+            context.set_trailing_metadata(_trailers(exc))
             await context.abort(exc.code, exc.message)
 
     return authorized
@@ -357,10 +358,7 @@ def _guarded(method: str, behavior: Behavior, authorize: Authorize | None = None
         except EdgeswarmError as exc:
             code = exc.code.name
             log.info("rpc_error method=%s code=%s message=%r", method, exc.code.name, exc.message)
-            trailers = [(ERROR_KEY, type(exc).__name__)]
-            if isinstance(exc, StageUnavailable) and exc.failed:
-                trailers.append((FAILED_WORKERS_KEY, ",".join(exc.failed)))
-            context.set_trailing_metadata(tuple(trailers))
+            context.set_trailing_metadata(_trailers(exc))
             await context.abort(exc.code, exc.message)
         except Exception as exc:
             code = grpc.StatusCode.INTERNAL.name
@@ -371,6 +369,14 @@ def _guarded(method: str, behavior: Behavior, authorize: Authorize | None = None
             RPC_SECONDS.labels(method).observe(time.perf_counter() - start)
 
     return guarded
+
+
+def _trailers(exc: EdgeswarmError) -> tuple[tuple[str, str], ...]:
+    """The error's class and, for StageUnavailable, the workers at fault: from_rpc_error reads them."""
+    trailers = [(ERROR_KEY, type(exc).__name__)]
+    if isinstance(exc, StageUnavailable) and exc.failed:
+        trailers.append((FAILED_WORKERS_KEY, ",".join(exc.failed)))
+    return tuple(trailers)
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -74,6 +74,11 @@ class WorkerClient(Protocol):
     async def end_session(self, session: str, timeout: float) -> bool:
         """Drops a generation's state on the worker; whether it held any."""
 
+    def ring_session(
+        self, start: worker_pb2.RingStart, timeout: float
+    ) -> AsyncIterator[worker_pb2.RingToken]:
+        """A generation run as a ring whose last stage is this worker's: its new tokens."""
+
     async def drain(self, reason: str, timeout: float) -> None: ...
 
     async def measure_link(self, address: str, timeout: float, worker_id: str = "") -> tuple[float, float]:
@@ -160,6 +165,19 @@ class GrpcWorkerClient:
             request = worker_pb2.EndSessionRequest(id=session)
             response = await self._worker.EndSession(request, timeout=timeout)
         return bool(response.held)
+
+    async def ring_session(
+        self, start: worker_pb2.RingStart, timeout: float
+    ) -> AsyncIterator[worker_pb2.RingToken]:
+        call = self._worker.RingSession(start, timeout=timeout)
+        try:
+            async for token in call:
+                yield token
+        except grpc.RpcError as exc:
+            # The data path, as run_stage: the failed-workers trailer names who failed.
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
 
     async def drain(self, reason: str, timeout: float) -> None:
         with self._translated():

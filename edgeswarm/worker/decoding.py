@@ -18,6 +18,7 @@ from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.errors import InvalidRequest, NotFound
 from edgeswarm.sampling import Sampling, sample
 from edgeswarm.security import routes
+from edgeswarm.worker.ring import Rings
 from edgeswarm.worker.runtime import StageRuntime
 from edgeswarm.worker.sessions import SessionStore
 from edgeswarm.worker.wire_runs import hand_on
@@ -38,9 +39,10 @@ def sampling_of(message: worker_pb2.Sampling) -> Sampling:
 
 
 class Decoding:
-    def __init__(self, runtime: StageRuntime, store: SessionStore) -> None:
+    def __init__(self, runtime: StageRuntime, store: SessionStore, rings: Rings | None = None) -> None:
         self.runtime = runtime
         self.store = store
+        self.rings = rings
 
     async def step(
         self, request: worker_pb2.StageRequest, timeout: float | None, forward: Forward
@@ -92,6 +94,10 @@ class Decoding:
                     f"the last stage of {request.model!r} has no output logits [batch, seq, vocab]"
                 )
             token = sample(logits[0, -1], sampling_of(step.sampling), step.step)
+            if step.ring:
+                if self.rings is None:
+                    raise InvalidRequest("this worker runs no rings")
+                self.rings.sampled(step, token, request)
             return worker_pb2.StageResponse(token=token)
         onward = worker_pb2.StageRequest(
             request_id=request.request_id,

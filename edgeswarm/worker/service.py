@@ -24,6 +24,7 @@ from edgeswarm.worker.batching import Batcher
 from edgeswarm.worker.cache import ShardStore, ShardWriter, check_digest
 from edgeswarm.worker.decoding import Decoding
 from edgeswarm.worker.peers import Peers
+from edgeswarm.worker.ring import Rings
 from edgeswarm.worker.runtime import MAX_PROFILE_S, StageRuntime
 from edgeswarm.worker.sessions import DEFAULT_SESSION_BYTES, SessionStore
 
@@ -62,7 +63,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.in_flight = 0
         self._in_flight_gauge = WORKER_IN_FLIGHT.labels(name)
         self.batcher = Batcher(runtime)
-        self.decoding = Decoding(runtime, SessionStore(DEFAULT_SESSION_BYTES))
+        self.decoding = Decoding(runtime, SessionStore(DEFAULT_SESSION_BYTES), Rings(self.forward))
         self._idle = asyncio.Condition()
         # Since the last telemetry sample: requests finished and seconds spent in them.
         self._finished = 0
@@ -256,6 +257,13 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     ) -> worker_pb2.EndSessionResponse:
         return worker_pb2.EndSessionResponse(held=self.decoding.store.end(request.id))
 
+    async def RingSession(
+        self, request: worker_pb2.RingStart, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[worker_pb2.RingToken]:
+        assert self.decoding.rings is not None
+        async for token in self.decoding.rings.run(request, context.time_remaining()):
+            yield token
+
     def telemetry(self) -> dict[str, object]:
         """Load since the previous call: requests in flight, finished per second, mean time per request."""
         now = time.monotonic()
@@ -363,11 +371,11 @@ def add_to_server(service: WorkerService, server: grpc.aio.Server) -> None:
         request = message_factory.GetMessageClass(method.input_type)
         response = message_factory.GetMessageClass(method.output_type)
         serialize = _serialize_answer if method.name == "RunStage" else response.SerializeToString
-        make = (
-            grpc.stream_unary_rpc_method_handler
-            if method.client_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
+        make = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+        }[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = make(
             getattr(service, method.name),
             request_deserializer=request.FromString,

@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,6 +36,9 @@ TOKEN_INPUT, LOGITS = "input_ids", "logits"
 POSITION_INPUTS = frozenset({"attention_mask", "position_ids"})
 # Most routes one generation may move to before it gives up.
 MAX_ROUTES = 8
+
+
+Ring = Callable[[str, worker_pb2.RingStart, float], AsyncIterator[worker_pb2.RingToken]]
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,14 @@ class Generator:
         fleet: FleetState,
         transport: Transport,
         end_session: Callable[[str, str], None],
+        ring: Ring | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.fleet = fleet
         self.transport = transport
+        # Streams a ring's tokens from the worker of its last stage; None: every token is answered
+        # back along the route instead (the relay, kept to measure the ring against).
+        self.ring = ring
         self.end_session = end_session  # (worker id, session id): drop its state there
         self.clock = clock
 
@@ -88,22 +95,13 @@ class Generator:
             while True:
                 route = self._route(plan)
                 routes_tried += 1
-                workers = [w for hop in route for w in hop.workers[:1]]
-                held.update(workers)
-                fed = 0  # tokens this route's state holds
+                held.update(hop.workers[0] for hop in route)
+                if self.ring is not None:
+                    tokens = self._ringed(plan, route, session, params, generated, sampling, deadline)
+                else:
+                    tokens = self._relayed(plan, route, session, params, generated, sampling, deadline)
                 try:
-                    while True:
-                        token = await self._step(plan, route, session, params.prompt, generated, fed,
-                                                 sampling, deadline)  # fmt: skip
-                        fed = len(params.prompt) if fed == 0 else fed + 1
-                        index = fed - len(params.prompt)  # the token this step sampled
-                        if index < len(generated):
-                            if token != generated[index]:
-                                raise InternalError(
-                                    f"replaying session {session[:12]} gave token {token} at step {index}, "
-                                    f"not {generated[index]}: a worker on the route broke its contract"
-                                )
-                            continue
+                    async for token in tokens:
                         generated.append(token)
                         reason = self._finished(generated, params)
                         yield Token(token, reason)
@@ -115,7 +113,7 @@ class Generator:
                             f"session {session[:12]}: gave up after {routes_tried} routes: {exc.message}"
                         ) from exc
                     failed = exc.failed if isinstance(exc, StageUnavailable) else ()
-                    for worker in failed or ():
+                    for worker in failed:
                         self.fleet.ban(worker)
                     log.warning(
                         "session_moved session=%s model=%s tokens=%d failed=%s error=%r",
@@ -125,10 +123,71 @@ class Generator:
                         ",".join(w[:8] for w in failed),
                         exc.message,
                     )
+                finally:
+                    await tokens.aclose()
         finally:
             for worker in held:
                 with contextlib.suppress(Exception):
                     self.end_session(worker, session)
+
+    async def _relayed(
+        self,
+        plan: Plan,
+        route: tuple[RouteHop, ...],
+        session: str,
+        params: GenerateParams,
+        generated: Sequence[int],
+        sampling: Sampling,
+        deadline: float,
+    ) -> AsyncGenerator[int, None]:
+        """The new tokens of a session on `route`, each step sent from here and its token answered
+        back along the route (2K + 2 hops a token). A route taken over mid-session is first replayed
+        to the tokens `generated` already."""
+        fed = 0  # tokens this route's state holds
+        while True:
+            request = self._step_request(plan, route, session, params.prompt, generated, fed, sampling)
+            token = await self._run(plan, route, request, len(generated), deadline)
+            fed = len(params.prompt) if fed == 0 else fed + 1
+            index = fed - len(params.prompt)  # the token this step sampled
+            if index >= len(generated):
+                yield token
+            elif token != generated[index]:
+                raise InternalError(
+                    f"replaying session {session[:12]} gave token {token} at step {index}, "
+                    f"not {generated[index]}: a worker on the route broke its contract"
+                )
+
+    async def _ringed(
+        self,
+        plan: Plan,
+        route: tuple[RouteHop, ...],
+        session: str,
+        params: GenerateParams,
+        generated: Sequence[int],
+        sampling: Sampling,
+        deadline: float,
+    ) -> AsyncGenerator[int, None]:
+        """The new tokens of a session on `route`, run as a ring from its last stage's worker (K hops
+        a token; edgeswarm/worker/ring.py), which replays the tokens `generated` already."""
+        assert self.ring is not None
+        first = self._step_request(plan, route, session, params.prompt, generated, 0, sampling)
+        first.session.ring = True
+        start = worker_pb2.RingStart(
+            first=routes.sign_route(first),
+            known=list(generated),
+            max_tokens=params.max_tokens,
+            stop_ids=sorted(params.stop_ids),
+        )
+        last = route[-1].workers[0]
+        remaining = deadline - self.clock()
+        if remaining <= 0:
+            raise DeadlineExceeded(f"model {plan.model!r}: the generation's deadline passed")
+        try:
+            async for token in self.ring(last, start, remaining):
+                yield int(token.token)
+        except StageUnavailable as exc:
+            # A stream that broke without naming who failed: the ring's own worker went away.
+            raise StageUnavailable(exc.message, exc.failed or (last,)) from exc
 
     @staticmethod
     def _finished(generated: Sequence[int], params: GenerateParams) -> str:
@@ -139,7 +198,7 @@ class Generator:
     def _route(self, plan: Plan) -> tuple[RouteHop, ...]:
         return choose_route(plan, self.fleet.live(), self.fleet.banned, self.fleet.in_flight)
 
-    async def _step(
+    def _step_request(
         self,
         plan: Plan,
         route: tuple[RouteHop, ...],
@@ -148,45 +207,52 @@ class Generator:
         generated: Sequence[int],
         fed: int,
         sampling: Sampling,
-        deadline: float,
-    ) -> int:
+    ) -> worker_pb2.StageRequest:
         """The next step on `route`, whose state holds `fed` tokens: the prompt when it holds none,
-        else the generated token after them. Returns the token it samples."""
+        else the generated token after them."""
         if fed == 0:
             ids, step = list(prompt), 0
         else:
             index = fed - len(prompt)
             ids, step = [generated[index]], index + 1
+        return worker_pb2.StageRequest(
+            request_id=f"{session}:{fed}",
+            model=plan.model,
+            tensors=[codec.encode(TOKEN_INPUT, np.array([ids], np.int64))],
+            route=self._hops(plan, route),
+            session=worker_pb2.SessionStep(
+                id=session,
+                position=fed,
+                length=len(ids),
+                step=step,
+                sampling=worker_pb2.Sampling(
+                    temperature=sampling.temperature,
+                    top_k=sampling.top_k,
+                    top_p=sampling.top_p,
+                    seeded=sampling.seed is not None,
+                    seed=sampling.seed or 0,
+                ),
+            ),
+        )
+
+    async def _run(
+        self,
+        plan: Plan,
+        route: tuple[RouteHop, ...],
+        request: worker_pb2.StageRequest,
+        made: int,
+        deadline: float,
+    ) -> int:
+        """Sends one step along `route`; the token its last stage sampled."""
         remaining = deadline - self.clock()
         if remaining <= 0:
             raise DeadlineExceeded(
-                f"model {plan.model!r}: the generation's deadline passed after {len(generated)} token(s)"
+                f"model {plan.model!r}: the generation's deadline passed after {made} token(s)"
             )
-        request = routes.sign_route(
-            worker_pb2.StageRequest(
-                request_id=f"{session}:{fed}",
-                model=plan.model,
-                tensors=[codec.encode(TOKEN_INPUT, np.array([ids], np.int64))],
-                route=self._hops(plan, route),
-                session=worker_pb2.SessionStep(
-                    id=session,
-                    position=fed,
-                    length=len(ids),
-                    step=step,
-                    sampling=worker_pb2.Sampling(
-                        temperature=sampling.temperature,
-                        top_k=sampling.top_k,
-                        top_p=sampling.top_p,
-                        seeded=sampling.seed is not None,
-                        seed=sampling.seed or 0,
-                    ),
-                ),
-            )
-        )
         first = route[0].workers[0]
         self.fleet.in_flight.update([first])
         try:
-            response = await self.transport.run(first, request, remaining)
+            response = await self.transport.run(first, routes.sign_route(request), remaining)
         finally:
             self.fleet.in_flight.subtract([first])
         return int(response.token)

@@ -197,18 +197,40 @@ class Sampling(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., seeded: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class SessionStep(_message.Message):
-    __slots__ = ("id", "position", "length", "step", "sampling")
+    __slots__ = ("id", "position", "length", "step", "sampling", "ring")
     ID_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    RING_FIELD_NUMBER: _ClassVar[int]
     id: str
     position: int
     length: int
     step: int
     sampling: Sampling
-    def __init__(self, id: _Optional[str] = ..., position: _Optional[int] = ..., length: _Optional[int] = ..., step: _Optional[int] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ...) -> None: ...
+    ring: bool
+    def __init__(self, id: _Optional[str] = ..., position: _Optional[int] = ..., length: _Optional[int] = ..., step: _Optional[int] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., ring: _Optional[bool] = ...) -> None: ...
+
+class RingStart(_message.Message):
+    __slots__ = ("first", "known", "max_tokens", "stop_ids")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STOP_IDS_FIELD_NUMBER: _ClassVar[int]
+    first: StageRequest
+    known: _containers.RepeatedScalarFieldContainer[int]
+    max_tokens: int
+    stop_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, first: _Optional[_Union[StageRequest, _Mapping]] = ..., known: _Optional[_Iterable[int]] = ..., max_tokens: _Optional[int] = ..., stop_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RingToken(_message.Message):
+    __slots__ = ("token", "last")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    token: int
+    last: bool
+    def __init__(self, token: _Optional[int] = ..., last: _Optional[bool] = ...) -> None: ...
 
 class StageRequest(_message.Message):
     __slots__ = ("request_id", "model", "tensors", "route", "route_macs", "session")

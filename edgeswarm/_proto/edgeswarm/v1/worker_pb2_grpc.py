@@ -64,6 +64,11 @@ class WorkerStub:
                 request_serializer=edgeswarm_dot_v1_dot_worker__pb2.EndSessionRequest.SerializeToString,
                 response_deserializer=edgeswarm_dot_v1_dot_worker__pb2.EndSessionResponse.FromString,
                 _registered_method=True)
+        self.RingSession = channel.unary_stream(
+                '/edgeswarm.v1.Worker/RingSession',
+                request_serializer=edgeswarm_dot_v1_dot_worker__pb2.RingStart.SerializeToString,
+                response_deserializer=edgeswarm_dot_v1_dot_worker__pb2.RingToken.FromString,
+                _registered_method=True)
         self.Drain = channel.unary_unary(
                 '/edgeswarm.v1.Worker/Drain',
                 request_serializer=edgeswarm_dot_v1_dot_worker__pb2.DrainRequest.SerializeToString,
@@ -130,6 +135,14 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RingSession(self, request, context):
+        """Runs a generation as a ring whose last stage is this worker's: streams each new token as it is
+        sampled, while the next step already goes round.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Drain(self, request, context):
         """Turns the worker NOT_SERVING, lets what it holds finish, then stops it; returns at once.
         """
@@ -191,6 +204,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.EndSession,
                     request_deserializer=edgeswarm_dot_v1_dot_worker__pb2.EndSessionRequest.FromString,
                     response_serializer=edgeswarm_dot_v1_dot_worker__pb2.EndSessionResponse.SerializeToString,
+            ),
+            'RingSession': grpc.unary_stream_rpc_method_handler(
+                    servicer.RingSession,
+                    request_deserializer=edgeswarm_dot_v1_dot_worker__pb2.RingStart.FromString,
+                    response_serializer=edgeswarm_dot_v1_dot_worker__pb2.RingToken.SerializeToString,
             ),
             'Drain': grpc.unary_unary_rpc_method_handler(
                     servicer.Drain,
@@ -375,6 +393,33 @@ class Worker:
             '/edgeswarm.v1.Worker/EndSession',
             edgeswarm_dot_v1_dot_worker__pb2.EndSessionRequest.SerializeToString,
             edgeswarm_dot_v1_dot_worker__pb2.EndSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RingSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/edgeswarm.v1.Worker/RingSession',
+            edgeswarm_dot_v1_dot_worker__pb2.RingStart.SerializeToString,
+            edgeswarm_dot_v1_dot_worker__pb2.RingToken.FromString,
             options,
             channel_credentials,
             insecure,
