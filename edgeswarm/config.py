@@ -114,6 +114,10 @@ class CoordinatorSettings(_Settings):
     max_upload_bytes: int = 16 * 1024 * 1024 * 1024
     # HOST:PORT for Prometheus /metrics; empty: none.
     metrics: str = ""
+    # HOST:PORT for the OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions):
+    # HTTPS with the coordinator's fleet certificate and client tokens, plain HTTP with --insecure
+    # (loopback only). Empty: none.
+    http: str = ""
     # Deadline given to a request that came without one, in seconds.
     default_timeout: float = 30.0
     # First ban of a failed worker; it doubles on each further failure, up to ban_max.
@@ -133,6 +137,9 @@ class CoordinatorSettings(_Settings):
     # least `attempt_floor` seconds) counts as stuck: its worker is banned and the request retried on
     # another route. 0: an attempt may use the request's whole time.
     attempt_factor: float = 10.0
+    # Generations run as a ring (the last stage sends each next step straight to the first); false:
+    # each token is answered back along the route and the next step sent from here.
+    ring: bool = True
     attempt_floor: float = 2.0
     # Seconds between re-reading each worker's description (its calibration, memory limit): a model
     # placed by measurement is re-planned when a worker's calibration moved by more than 30%.

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     coordinator.add_argument("--max-message-bytes", type=int)
     coordinator.add_argument("--state-dir", type=Path, help="where the model store lives")
     coordinator.add_argument("--metrics", help="HOST:PORT to serve Prometheus /metrics on")
+    coordinator.add_argument("--http", help="HOST:PORT to serve the OpenAI-compatible HTTP API on")
     coordinator.add_argument("--mqtt", help="MQTT broker HOST:PORT for fleet presence and events")
     coordinator.add_argument(
         "--insecure", action="store_true", default=None, help="plaintext, no CA, no tokens (loopback only)"
@@ -197,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
             "max_message_bytes",
             "state_dir",
             "metrics",
+            "http",
             "mqtt",
             "insecure",
         )

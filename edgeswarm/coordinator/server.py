@@ -32,6 +32,7 @@ from edgeswarm.coordinator.serving.control import ControlService
 from edgeswarm.coordinator.serving.generate_rpc import GenerationService
 from edgeswarm.coordinator.serving.generation import Generator
 from edgeswarm.coordinator.serving.inference import InferenceService
+from edgeswarm.coordinator.serving.openai_http import serve_http
 from edgeswarm.coordinator.serving.router import GrpcTransport, Router
 from edgeswarm.coordinator.serving.statistics import Statistics, TritonMetrics
 from edgeswarm.coordinator.serving.tokenizing import load_tokenizer
@@ -63,14 +64,21 @@ async def serve(settings: CoordinatorSettings) -> None:
         attempt_floor=settings.attempt_floor,
     )
     members.on_lost.append(router.abandon)
-    generator = Generator(members, GrpcTransport(members.client), _session_ender(members))
+    generator = Generator(
+        members,
+        GrpcTransport(members.client),
+        _session_ender(members),
+        ring=(lambda w, start, t: members.client(w).ring_session(start, t)) if settings.ring else None,
+    )
     health_servicer = health.aio.HealthServicer()
 
     authority = None
     if settings.insecure:
         check_insecure(settings.listen)
+        if settings.http:
+            check_insecure(settings.http)
     else:
-        names = [settings.interface, split_address(settings.listen)[0]]
+        names = [settings.interface, *(split_address(a)[0] for a in (settings.listen, settings.http) if a)]
         authority = FleetAuthority(settings.state_dir, settings.fleet, names)
         secure_with(authority.identity)
         routes.use_key(authority.route_key)
@@ -84,8 +92,9 @@ async def serve(settings: CoordinatorSettings) -> None:
     control_pb2_grpc.add_ControlServicer_to_server(
         ControlService(settings, deployer, members, measurer, router, authority), server
     )
+    tokenizer_of = _tokenizers(store)
     generation_pb2_grpc.add_GenerationServicer_to_server(
-        GenerationService(registry, generator, _tokenizers(store), settings.default_timeout), server
+        GenerationService(registry, generator, tokenizer_of, settings.default_timeout), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # Clients show a bearer token, not a certificate; workers' calls (Join) carry their own proof.
@@ -94,6 +103,9 @@ async def serve(settings: CoordinatorSettings) -> None:
     members.address_for_workers = f"{settings.interface}:{port}"
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    http = await serve_http(settings, registry, generator, tokenizer_of, authority) if settings.http else None
+    if http is not None:
+        log.info("http_serving address=%s tls=%s", settings.http, authority is not None)
     if authority is not None:
         admin = authority.serve_on(members.address_for_workers)
         log.info("coordinator_secure ca_sha256=%s admin_credentials=%s", authority.ca_hash, admin)
@@ -128,6 +140,8 @@ async def serve(settings: CoordinatorSettings) -> None:
             for task in background:
                 task.cancel()
     finally:
+        if http is not None:
+            await http.cleanup()
         with contextlib.suppress(Exception):
             await server.stop(grace=None)
 

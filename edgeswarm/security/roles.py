@@ -11,6 +11,7 @@ Coordinator (TLS; callers show a bearer token, workers their certificate):
     edgeswarm.v1.Generation/Generate         client or admin
     inference.GRPCInferenceService/          admin for RepositoryModelLoad and -Unload,
                                              client or admin for the rest
+    HTTP /v1/* (--http, OpenAI-compatible)   client or admin (the token as Authorization: Bearer)
 
 Worker (mutual TLS; every caller has a fleet certificate):
 
@@ -35,6 +36,7 @@ CONTROL = "/edgeswarm.v1.Control/"
 INFERENCE = "/inference.GRPCInferenceService/"
 GENERATE = "/edgeswarm.v1.Generation/Generate"
 WORKER = "/edgeswarm.v1.Worker/"
+OPENAI_HTTP = "/v1/"
 ANYONE: frozenset[Role] = frozenset()
 WORKER_PEER_METHODS = frozenset({f"{WORKER}RunStage", f"{WORKER}Ping"})
 # Triton's repository extension places and removes models: an admin's.
@@ -57,18 +59,31 @@ def coordinator_roles(method: str) -> frozenset[Role] | None:
     return None
 
 
+def http_roles(path: str) -> frozenset[Role] | None:
+    """The token roles that may call the coordinator's HTTP route `path`; None for one it does not serve."""
+    return frozenset({Role.CLIENT, Role.ADMIN}) if path.startswith(OPENAI_HTTP) else None
+
+
 def check_coordinator_call(method: str, token_role: Callable[[], TokenRecord]) -> None:
     """Refuses the call unless the bearer token's role (read by `token_role`, which raises
     Unauthenticated for a missing or bad token) may call `method`."""
-    roles = coordinator_roles(method)
+    _check_roles(method, coordinator_roles(method), token_role)
+
+
+def check_http_call(path: str, token_role: Callable[[], TokenRecord]) -> None:
+    """As `check_coordinator_call`, for the HTTP route `path`."""
+    _check_roles(path, http_roles(path), token_role)
+
+
+def _check_roles(what: str, roles: frozenset[Role] | None, token_role: Callable[[], TokenRecord]) -> None:
     if roles is ANYONE:
         return
     if roles is None:
-        raise PermissionDenied(f"{method} is not served here")
+        raise PermissionDenied(f"{what} is not served here")
     record = token_role()
     if record.role not in roles:
         wanted = " or ".join(sorted(roles))
-        raise PermissionDenied(f"{method} needs role {wanted}; token {record.id} has role {record.role}")
+        raise PermissionDenied(f"{what} needs role {wanted}; token {record.id} has role {record.role}")
 
 
 def check_worker_call(method: str, caller: str) -> None:

@@ -4,7 +4,7 @@ with their text where the model was deployed with a tokenizer."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -67,7 +67,7 @@ async def pieces(
     tokenizer: Tokenizer | None,
     stops: Sequence[str],
     timeout: float,
-) -> AsyncIterator[Piece]:
+) -> AsyncGenerator[Piece, None]:
     """The generation's tokens with their text; ended early at a stop string."""
     text = TextStream(tokenizer, stops) if tokenizer is not None else None
     tokens = generator.generate(plan, params, timeout)
