@@ -1,6 +1,7 @@
 """`edgeswarm demo`: a coordinator and three workers on 127.0.0.1 serve the built-in encoder,
 as three replicas and as a three-stage pipeline, and every answer is checked against one
-local ONNX Runtime session on the whole model."""
+local ONNX Runtime session on the whole model; then a built-in LLM generates on a three-stage
+pipeline, its tokens checked against one session running the loop (edgeswarm/dev/demo_llm.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from rich.table import Table
 from edgeswarm.cli.tables import print_status
 from edgeswarm.client import AsyncClient, Client
 from edgeswarm.dev import zoo
+from edgeswarm.dev.demo_llm import demo_generation
 from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker.runtime import session_options
@@ -197,10 +199,17 @@ def run_demo(requests: int = 40) -> int:
                     bar,
                 ),
             ]
+            generated = demo_generation(fleet, workdir, console)
             report = fleet.status()
         print_status(report, console)
         console.print(_results(rows, baseline))
-    exact = all(r.exact == r.total for r in rows)
+    console.print(
+        f"generation: {generated.tokens} tokens in {generated.seconds:.2f}s "
+        f"({generated.tokens / generated.seconds:.0f} tokens/s, one local session with its own cache: "
+        f"{generated.tokens / generated.reference_seconds:.0f} tokens/s), "
+        + ("[green]the same tokens as the local session[/]" if generated.exact else "[red]TOKENS DIFFER[/]")
+    )
+    exact = all(r.exact == r.total for r in rows) and generated.exact
     verdict = "[green]every output equals the local session bit for bit" if exact else "[red]OUTPUTS DIFFER"
     console.print(
         f"{verdict}[/]; ORT threads per worker and in the local session: {THREADS}; "
