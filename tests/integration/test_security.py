@@ -95,6 +95,15 @@ def test_the_coordinator_checks_every_callers_role(fleet: LocalFleet, model: Pat
             nobody.infer("mlp", inputs, timeout=10)
         with pytest.raises(Unauthenticated):
             nobody.status()
+        with pytest.raises(Unauthenticated):
+            nobody.generate("mlp", token_ids=[1, 2])
+    # A worker's token is for joining: it may not generate (nor infer).
+    worker_file = credentials_for(fleet, "worker", tmp_path)
+    with (
+        Client(fleet.coordinator_address, credentials=worker_file) as joiner,
+        pytest.raises(PermissionDenied, match="needs role admin or client"),
+    ):
+        joiner.generate("mlp", token_ids=[1, 2])
     # A made-up token of the right shape: unknown.
     forged = json.loads(client_file.read_text())
     parsed = parse(forged["token"])
