@@ -1,0 +1,121 @@
+"""Generation across a local fleet: per-token latency of the ring against the relay and one ONNX
+Runtime session running the loop, tokens/s with several sessions in flight, and the time a session
+takes to recover from a killed worker against its context length; every token checked.
+
+    python bench/generate.py [--tokens 64] [--layers 6] [--width 256]
+
+Two fleets of 3 workers (one ORT thread each, secure) in turn, one with the ring and one with
+`ring=false` (each token answered back along the route, the next step sent from the coordinator).
+The zoo's tiny Llama-style LLM is deployed as a 3-stage pipeline with 2 replicas per stage on 6
+workers for the recovery run, so a killed worker leaves a route to move to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+
+from edgeswarm.client import AsyncClient
+from edgeswarm.dev import zoo
+from edgeswarm.dev.localfleet import LocalFleet
+from edgeswarm.dev.reference import generate_reference
+
+PROMPT = tuple(range(1, 17))
+
+
+def reference_per_token(path: Path, tokens: int) -> float:
+    start = time.perf_counter()
+    generate_reference(path, PROMPT, tokens)
+    return (time.perf_counter() - start) / tokens
+
+
+async def per_token(fleet: LocalFleet, tokens: int, sessions: int, want: list[int]) -> tuple[float, float]:
+    """(median seconds between tokens of one session, tokens/s of all) with `sessions` in flight."""
+    gaps: list[float] = []
+
+    async def one(client: AsyncClient) -> int:
+        got, last = [], time.perf_counter()
+        async for token in client.generate_stream("llm", token_ids=PROMPT, max_tokens=tokens, timeout=300):
+            now = time.perf_counter()
+            if got:
+                gaps.append(now - last)
+            got.append(token.token_id)
+            last = now
+        assert got == want, "tokens differ from the reference"
+        return len(got)
+
+    async with AsyncClient(fleet.coordinator_address, credentials=fleet.credentials) as client:
+        await one(client)  # warm-up
+        gaps.clear()
+        start = time.perf_counter()
+        made = sum(await asyncio.gather(*(one(client) for _ in range(sessions))))
+        return statistics.median(gaps), made / (time.perf_counter() - start)
+
+
+def recovery(fleet: LocalFleet, path: Path, context: int) -> float:
+    """Seconds of the longest gap between tokens when a worker holding the session is killed."""
+    prompt = tuple(i % 250 + 1 for i in range(context))
+    want = generate_reference(path, prompt, 12)
+    before = {w: fleet.log(w).count("session_started") for w in fleet.workers}
+    got, stamps = [], []
+    with fleet.client() as client:
+        for token in client.generate_stream("llm-spares", token_ids=prompt, max_tokens=12, timeout=300):
+            got.append(token.token_id)
+            stamps.append(time.perf_counter())
+            if len(got) == 4:
+                holder = next(w for w in fleet.workers if fleet.log(w).count("session_started") > before[w])
+                fleet.kill_worker(holder)
+    assert got == want, f"tokens differ after the failover at context {context}"
+    return max(b - a for a, b in itertools.pairwise(stamps))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--width", type=int, default=256)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="edgeswarm-generate-bench-") as tmp:
+        path = Path(tmp) / "llm.onnx"
+        onnx.save(
+            zoo.tiny_llm(layers=args.layers, d_model=args.width, heads=8, kv_heads=4, d_ff=2 * args.width),
+            str(path),
+        )
+        want = generate_reference(path, PROMPT, args.tokens)
+        one = reference_per_token(path, args.tokens)
+        print(
+            f"tiny LLM: {args.layers} layers, width {args.width}; prompt {len(PROMPT)} tokens, "
+            f"{args.tokens} generated"
+        )
+        print(f"one ONNX Runtime session, its own cache: {1000 * one:.2f} ms/token")
+        print("| design | sessions | ms between tokens | vs one session | tokens/s |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for label, env in (("ring", {}), ("relay", {"EDGESWARM_COORDINATOR_RING": "false"})):
+            with LocalFleet(Path(tmp) / label, workers=3, secure=True, env=env) as fleet:
+                fleet.wait_ready(timeout=60)
+                with fleet.client() as client:
+                    client.deploy(path, "llm", mode="pipeline", stages=3, timeout=120)
+                for sessions in (1, 4):
+                    gap, rate = asyncio.run(per_token(fleet, args.tokens, sessions, want))
+                    print(f"| {label} | {sessions} | {1000 * gap:.2f} | {gap / one:.2f}x | {rate:.0f} |")
+        print("\n| context tokens | longest gap when a worker is killed, s |")
+        print("| ---: | ---: |")
+        for context in (16, 256, 1024):
+            with LocalFleet(Path(tmp) / f"spares-{context}", workers=6, secure=True) as fleet:
+                fleet.wait_ready(timeout=60)
+                with fleet.client() as client:
+                    client.deploy(path, "llm-spares", mode="pipeline", stages=3, replicas=2, timeout=120)
+                print(f"| {context} | {recovery(fleet, path, context):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
