@@ -70,6 +70,7 @@ async def serve(settings: CoordinatorSettings) -> None:
         _session_ender(members),
         ring=(lambda w, start, t: members.client(w).ring_session(start, t)) if settings.ring else None,
     )
+    members.on_lost.append(generator.abandon)
     health_servicer = health.aio.HealthServicer()
 
     authority = None

@@ -116,6 +116,7 @@ async def serve(settings: WorkerSettings) -> None:
 
     def drain(reason: str) -> None:
         reasons.append(reason)
+        service.decoding.drain(wid)
         stop.set()
 
     service.drain = drain

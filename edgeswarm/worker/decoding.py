@@ -15,7 +15,7 @@ import numpy as np
 
 from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
-from edgeswarm.errors import InvalidRequest, NotFound
+from edgeswarm.errors import InvalidRequest, NotFound, StageUnavailable
 from edgeswarm.sampling import Sampling, sample
 from edgeswarm.security import routes
 from edgeswarm.worker.ring import Rings
@@ -43,10 +43,25 @@ class Decoding:
         self.runtime = runtime
         self.store = store
         self.rings = rings
+        self.draining = ""  # this worker's id once it is draining
+
+    def drain(self, worker_id: str) -> None:
+        """This worker is leaving: its sessions move now (a step here, a ring from here, is refused as
+        UNAVAILABLE naming it), rather than when it is gone."""
+        self.draining = worker_id
+        if self.rings is not None:
+            self.rings.end_all(self._leaving())
+
+    def _leaving(self) -> StageUnavailable:
+        return StageUnavailable(
+            f"worker {self.draining[:8]} is draining: its sessions move", (self.draining,)
+        )
 
     async def step(
         self, request: worker_pb2.StageRequest, timeout: float | None, forward: Forward
     ) -> worker_pb2.StageResponse | bytes:
+        if self.draining:
+            raise self._leaving()
         hop, rest = request.route[0], request.route[1:]
         step = request.session
         if step.length < 1 or step.position < 0:

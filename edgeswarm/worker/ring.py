@@ -58,6 +58,8 @@ class Rings:
             raise InvalidRequest(f"session {session[:12]} already runs a ring here")
         ring = _Ring(start, None if timeout is None else self.clock() + timeout)
         self._rings[session] = ring
+        log.info("ring_started session=%s model=%s stages=%d known=%d", session[:12], first.model,
+                 len(first.route), len(start.known))  # fmt: skip
         try:
             self._send(ring, first)
             while True:
@@ -106,6 +108,11 @@ class Rings:
                 )
             ),
         )
+
+    def end_all(self, error: EdgeswarmError) -> None:
+        """Ends every ring running here with `error` (this worker is draining)."""
+        for ring in self._rings.values():
+            ring.tokens.put_nowait(error)
 
     def _send(self, ring: _Ring, request: worker_pb2.StageRequest) -> None:
         """Sends `request` to the first stage; a failure there or further on ends the ring with it."""

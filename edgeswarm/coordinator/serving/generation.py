@@ -10,6 +10,7 @@ sampled the first time; one that does not is a broken contract (InternalError), 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 TOKEN_INPUT, LOGITS = "input_ids", "logits"
 # Inputs every stage builds from the session's length: they never cross a hop.
 POSITION_INPUTS = frozenset({"attention_mask", "position_ids"})
-# Most routes one generation may move to before it gives up.
+# Most routes one generation may move to before it gives up, and the wait between looks for one
+# while none is usable.
 MAX_ROUTES = 8
+ROUTE_RETRY_S = 0.2
 
 
 Ring = Callable[[str, worker_pb2.RingStart, float], AsyncIterator[worker_pb2.RingToken]]
@@ -72,6 +75,8 @@ class Generator:
         self.ring = ring
         self.end_session = end_session  # (worker id, session id): drop its state there
         self.clock = clock
+        # Each session's route now: its workers, and an event set when one of them is lost.
+        self._routes: dict[str, tuple[frozenset[str], asyncio.Event, list[str]]] = {}
 
     async def generate(
         self, plan: Plan, params: GenerateParams, timeout: float
@@ -93,13 +98,16 @@ class Generator:
         routes_tried = 0
         try:
             while True:
-                route = self._route(plan)
+                route = await self._route_within(plan, deadline)
                 routes_tried += 1
                 held.update(hop.workers[0] for hop in route)
                 if self.ring is not None:
-                    tokens = self._ringed(plan, route, session, params, generated, sampling, deadline)
+                    made = self._ringed(plan, route, session, params, generated, sampling, deadline)
                 else:
-                    tokens = self._relayed(plan, route, session, params, generated, sampling, deadline)
+                    made = self._relayed(plan, route, session, params, generated, sampling, deadline)
+                lost: list[str] = []
+                self._routes[session] = (frozenset(hop.workers[0] for hop in route), asyncio.Event(), lost)
+                tokens = self._until_lost(made, self._routes[session][1], lost)
                 try:
                     async for token in tokens:
                         generated.append(token)
@@ -125,7 +133,9 @@ class Generator:
                     )
                 finally:
                     await tokens.aclose()
+                    await made.aclose()
         finally:
+            self._routes.pop(session, None)
             for worker in held:
                 with contextlib.suppress(Exception):
                     self.end_session(worker, session)
@@ -189,14 +199,55 @@ class Generator:
             # A stream that broke without naming who failed: the ring's own worker went away.
             raise StageUnavailable(exc.message, exc.failed or (last,)) from exc
 
+    def abandon(self, worker_id: str) -> None:
+        """`worker_id` is lost (killed, frozen, cut off): the sessions routed through it move now,
+        instead of waiting on a step it will never answer."""
+        for workers, event, lost in self._routes.values():
+            if worker_id in workers and not event.is_set():
+                lost.append(worker_id)
+                event.set()
+
+    @staticmethod
+    async def _until_lost(
+        tokens: AsyncGenerator[int, None], lost: asyncio.Event, who: list[str]
+    ) -> AsyncGenerator[int, None]:
+        """`tokens` until `lost` is set: then StageUnavailable naming the worker that was lost."""
+        waiter = asyncio.ensure_future(lost.wait())
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(tokens))
+                await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+                    raise StageUnavailable(
+                        f"worker {who[0][:8]} was lost while it held the session", tuple(who)
+                    )
+                try:
+                    token = step.result()
+                except StopAsyncIteration:
+                    return
+                yield token
+        finally:
+            waiter.cancel()
+
     @staticmethod
     def _finished(generated: Sequence[int], params: GenerateParams) -> str:
         if generated[-1] in params.stop_ids:
             return "stop"
         return "length" if len(generated) >= params.max_tokens else ""
 
-    def _route(self, plan: Plan) -> tuple[RouteHop, ...]:
-        return choose_route(plan, self.fleet.live(), self.fleet.banned, self.fleet.in_flight)
+    async def _route_within(self, plan: Plan, deadline: float) -> tuple[RouteHop, ...]:
+        """A route for the session; while a stage has no usable worker (its replicas banned for a
+        moment, or lost until the model is re-planned), tried again until the deadline."""
+        while True:
+            try:
+                return choose_route(plan, self.fleet.live(), self.fleet.banned, self.fleet.in_flight)
+            except StageUnavailable:
+                if self.clock() + ROUTE_RETRY_S >= deadline:
+                    raise
+            await asyncio.sleep(ROUTE_RETRY_S)
 
     def _step_request(
         self,
