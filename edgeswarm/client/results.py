@@ -36,6 +36,9 @@ class WorkerStatus:
     memory_limit: int
     # Resident bytes its loaded stages took as they loaded (measured there).
     memory_used: int = 0
+    # Bytes of generation state the worker keeps for sessions at most, and held when last described.
+    session_memory: int = 0
+    session_bytes: int = 0
 
     @classmethod
     def from_proto(cls, message: control_pb2.WorkerStatus) -> WorkerStatus:
@@ -53,6 +56,8 @@ class WorkerStatus:
             bandwidth_mbps=message.bandwidth_mbps,
             memory_limit=message.memory_limit,
             memory_used=message.memory_used,
+            session_memory=message.session_memory,
+            session_bytes=message.session_bytes,
         )
 
 

@@ -105,6 +105,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             calibration_gflops=self.calibration_gflops,
             memory_limit=self.memory_limit or memory_available(),
             stage_memory=self.runtime.memory,
+            session_memory=self.decoding.store.budget_bytes,
+            session_bytes=self.decoding.store.nbytes,
         )
 
     async def PutShard(

@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from edgeswarm.client import Client, InvalidRequest
+from edgeswarm.client import Client, InvalidRequest, ResourceExhausted
 from edgeswarm.dev import zoo
 from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.dev.reference import generate_reference
@@ -150,3 +150,21 @@ def test_a_worker_lost_mid_generation_loses_no_token_and_changes_none(
         fleet.signal_worker(holder, signal.SIGCONT)
     assert got == want
     assert fleet.log("coordinator").count("session_moved") > moved
+
+
+def test_session_memory_is_reported_and_a_session_over_it_is_refused_clearly(
+    make_fleet,
+    llm: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    # About 1 KiB of key/value state a token for the whole tiny model: 24 KiB holds ~24 tokens.
+    fleet = make_fleet(workers=1, env={"EDGESWARM_WORKER_SESSION_MEMORY": str(24 * 1024)})
+    with Client(fleet.coordinator_address) as client:
+        client.deploy(llm, "llm", mode="replicas", timeout=120)
+        worker = client.status().workers[0]
+        assert worker.session_memory == 24 * 1024 and worker.session_bytes == 0
+        assert list(client.generate("llm", token_ids=PROMPT, max_tokens=8).token_ids) == generate_reference(
+            llm, PROMPT, 8
+        )
+        with pytest.raises(ResourceExhausted, match=r"more than this worker's session memory of 24576 bytes"):
+            client.generate("llm", token_ids=PROMPT, max_tokens=64)
+        assert len(client.generate("llm", token_ids=PROMPT, max_tokens=4).token_ids) == 4  # still serving

@@ -134,9 +134,10 @@ class Deployer:
                 states=pairs,
                 tokenizer=tokenizer,
             )
-            why_not = over_memory(
-                name, [(s.size, s.workers) for s in specs], self._held(name), self._limits()
-            )
+            held = Counter(self._held(name))
+            if pairs:  # a decoder's workers keep their session memory beside its weights
+                held.update(self._session_memory({w for s in specs for w in s.workers}))
+            why_not = over_memory(name, [(s.size, s.workers) for s in specs], held, self._limits())
             if why_not is not None:
                 raise PlacementError(why_not)
             try:
@@ -224,6 +225,11 @@ class Deployer:
         document = (await self._measure_and_plan(name, parsed, objective, sorted(self.members.live())))[2]
         # The files' bytes as sent and as each quantized variant kept so far.
         return {**document, "model_bytes": {"as_sent": model.size, **model.variants}}
+
+    def _session_memory(self, workers: Iterable[str]) -> dict[str, int]:
+        """The session memory each of `workers` reserves for generation state, as last described."""
+        known = self.members.descriptions
+        return {w: known[w].session_memory for w in workers if w in known}
 
     def _limits(self) -> dict[str, int]:
         return {w: d.memory_limit for w, d in self.members.descriptions.items()}

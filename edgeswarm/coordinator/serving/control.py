@@ -134,6 +134,8 @@ class ControlService(control_pb2_grpc.ControlServicer):
                     rtt_ms=1000 * link.rtt if link else 0.0,
                     bandwidth_mbps=link.bandwidth / 1e6 if link else 0.0,
                     memory_used=sum(description.stage_memory.values()) if description else 0,
+                    session_memory=description.session_memory if description else 0,
+                    session_bytes=description.session_bytes if description else 0,
                 )
             )
         return control_pb2.StatusResponse(

@@ -151,7 +151,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("id", "name", "address", "state", "cores", "memory_available", "loaded_stages", "in_flight", "calibration_gflops", "rtt_ms", "bandwidth_mbps", "memory_limit", "memory_used")
+    __slots__ = ("id", "name", "address", "state", "cores", "memory_available", "loaded_stages", "in_flight", "calibration_gflops", "rtt_ms", "bandwidth_mbps", "memory_limit", "memory_used", "session_memory", "session_bytes")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,8 @@ class WorkerStatus(_message.Message):
     BANDWIDTH_MBPS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_BYTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -178,7 +180,9 @@ class WorkerStatus(_message.Message):
     bandwidth_mbps: float
     memory_limit: int
     memory_used: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., in_flight: _Optional[int] = ..., calibration_gflops: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., bandwidth_mbps: _Optional[float] = ..., memory_limit: _Optional[int] = ..., memory_used: _Optional[int] = ...) -> None: ...
+    session_memory: int
+    session_bytes: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., in_flight: _Optional[int] = ..., calibration_gflops: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., bandwidth_mbps: _Optional[float] = ..., memory_limit: _Optional[int] = ..., memory_used: _Optional[int] = ..., session_memory: _Optional[int] = ..., session_bytes: _Optional[int] = ...) -> None: ...
 
 class StageStatus(_message.Message):
     __slots__ = ("index", "sha256", "size", "inputs", "outputs", "workers", "group", "recent_ms")

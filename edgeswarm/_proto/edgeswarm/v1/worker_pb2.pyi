@@ -16,7 +16,7 @@ class DescribeRequest(_message.Message):
     def __init__(self, coordinator: _Optional[str] = ..., route_key: _Optional[bytes] = ...) -> None: ...
 
 class WorkerDescription(_message.Message):
-    __slots__ = ("id", "name", "fleet", "version", "cores", "memory_available", "cached_shards", "loaded_stages", "onnxruntime_version", "plans", "calibration_gflops", "memory_limit", "stage_memory")
+    __slots__ = ("id", "name", "fleet", "version", "cores", "memory_available", "cached_shards", "loaded_stages", "onnxruntime_version", "plans", "calibration_gflops", "memory_limit", "stage_memory", "session_memory", "session_bytes")
     class StageMemoryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class WorkerDescription(_message.Message):
     CALIBRATION_GFLOPS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     STAGE_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_BYTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     fleet: str
@@ -50,7 +52,9 @@ class WorkerDescription(_message.Message):
     calibration_gflops: float
     memory_limit: int
     stage_memory: _containers.ScalarMap[str, int]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., fleet: _Optional[str] = ..., version: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., cached_shards: _Optional[_Iterable[str]] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[PlanManifest, _Mapping]]] = ..., calibration_gflops: _Optional[float] = ..., memory_limit: _Optional[int] = ..., stage_memory: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    session_memory: int
+    session_bytes: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., fleet: _Optional[str] = ..., version: _Optional[str] = ..., cores: _Optional[int] = ..., memory_available: _Optional[int] = ..., cached_shards: _Optional[_Iterable[str]] = ..., loaded_stages: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[PlanManifest, _Mapping]]] = ..., calibration_gflops: _Optional[float] = ..., memory_limit: _Optional[int] = ..., stage_memory: _Optional[_Mapping[str, int]] = ..., session_memory: _Optional[int] = ..., session_bytes: _Optional[int] = ...) -> None: ...
 
 class TensorSpec(_message.Message):
     __slots__ = ("name", "datatype", "shape")
