@@ -58,6 +58,16 @@ def decode_response(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:
     }
 
 
+def _tokenizer_files(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
+    """A tokenizer.json, or a folder holding one and, optionally, its tokenizer_config.json (whose
+    chat template chat requests are then rendered with)."""
+    where = Path(path)
+    if not where.is_dir():
+        return where.read_bytes(), b""
+    config = where / "tokenizer_config.json"
+    return (where / "tokenizer.json").read_bytes(), config.read_bytes() if config.is_file() else b""
+
+
 def generate_request(
     model: str,
     prompt: str | None,
@@ -236,12 +246,14 @@ class AsyncClient:
         `quantize` "int8" or "int4" has the coordinator quantize the model first, exactly as
         `edgeswarm quantize` writes it. `states` declares a decoder's state pairs (output -> the input
         it feeds at the next step) beyond those its names tell (present.N.key -> past_key_values.N.key).
-        `tokenizer`: a Hugging Face tokenizer.json for the model, for text prompts and streamed text."""
+        `tokenizer`: a Hugging Face tokenizer.json for the model, for text prompts and streamed text,
+        or a folder with it and its tokenizer_config.json (whose chat template chats then use)."""
+        files = await asyncio.to_thread(_tokenizer_files, tokenizer) if tokenizer is not None else (b"", b"")
         header = control_pb2.DeployHeader(
             name=name, mode=mode, replicas=replicas, stages=stages, objective=objective,
             batch_max=batch_max, batch_delay_ms=batch_delay_ms, quantize=quantize,
             states=[f"{o}={i}" for o, i in (states or {}).items()],
-            tokenizer=await asyncio.to_thread(Path(tokenizer).read_bytes) if tokenizer is not None else b"",
+            tokenizer=files[0], tokenizer_config=files[1],
         )  # fmt: skip
         response = await self._send_model(path, header, timeout)
         return ModelInfo.from_proto(response)

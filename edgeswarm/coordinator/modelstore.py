@@ -214,19 +214,25 @@ class ModelStore:
     def data_path(self, sha256: str) -> Path:
         return self.stages_dir / f"{sha256}.data"
 
-    def put_tokenizer(self, data: bytes) -> str:
-        """Keeps a tokenizer file (small; never evicted); returns its sha256."""
-        sha = hashlib.sha256(data).hexdigest()
-        path = self.tokenizer_path(sha)
-        if not path.is_file():
-            path.parent.mkdir(exist_ok=True)
-            partial = self.incoming_dir / f"{sha}.json"
-            partial.write_bytes(data)
-            partial.replace(path)
+    def put_tokenizer(self, data: bytes, config: bytes = b"") -> str:
+        """Keeps a tokenizer file and its config, if any (small; never evicted); returns the sha256
+        that names them."""
+        sha = hashlib.sha256(hashlib.sha256(data).digest() + hashlib.sha256(config).digest()).hexdigest()
+        directory = self.tokenizer_path(sha).parent
+        if not directory.is_dir():
+            partial = Path(tempfile.mkdtemp(dir=self.incoming_dir))
+            (partial / "tokenizer.json").write_bytes(data)
+            if config:
+                (partial / "tokenizer_config.json").write_bytes(config)
+            directory.parent.mkdir(exist_ok=True)
+            partial.replace(directory)
         return sha
 
     def tokenizer_path(self, sha256: str) -> Path:
-        return self.root / "tokenizers" / f"{sha256}.json"
+        return self.root / "tokenizers" / sha256 / "tokenizer.json"
+
+    def tokenizer_config_path(self, sha256: str) -> Path:
+        return self.root / "tokenizers" / sha256 / "tokenizer_config.json"
 
     def has_stage(self, sha256: str) -> bool:
         return self.stage_path(sha256).is_file()

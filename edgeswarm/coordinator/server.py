@@ -35,7 +35,7 @@ from edgeswarm.coordinator.serving.inference import InferenceService
 from edgeswarm.coordinator.serving.openai_http import serve_http
 from edgeswarm.coordinator.serving.router import GrpcTransport, Router
 from edgeswarm.coordinator.serving.statistics import Statistics, TritonMetrics
-from edgeswarm.coordinator.serving.tokenizing import load_tokenizer
+from edgeswarm.coordinator.serving.tokenizing import ChatTemplate, chat_template, load_tokenizer
 from edgeswarm.errors import EdgeswarmError
 from edgeswarm.mdns import choose_interface
 from edgeswarm.plans import Plan
@@ -93,7 +93,7 @@ async def serve(settings: CoordinatorSettings) -> None:
     control_pb2_grpc.add_ControlServicer_to_server(
         ControlService(settings, deployer, members, measurer, router, authority), server
     )
-    tokenizer_of = _tokenizers(store)
+    tokenizer_of, template_of = _tokenizers(store)
     generation_pb2_grpc.add_GenerationServicer_to_server(
         GenerationService(registry, generator, tokenizer_of, settings.default_timeout), server
     )
@@ -104,7 +104,11 @@ async def serve(settings: CoordinatorSettings) -> None:
     members.address_for_workers = f"{settings.interface}:{port}"
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    http = await serve_http(settings, registry, generator, tokenizer_of, authority) if settings.http else None
+    http = (
+        await serve_http(settings, registry, generator, tokenizer_of, authority, template_of)
+        if settings.http
+        else None
+    )
     if http is not None:
         log.info("http_serving address=%s tls=%s", settings.http, authority is not None)
     if authority is not None:
@@ -192,16 +196,28 @@ def _session_ender(members: Members) -> Callable[[str, str], None]:
     return schedule
 
 
-def _tokenizers(store: ModelStore) -> Callable[[Plan], Tokenizer | None]:
-    """Each plan's tokenizer, read from the store once."""
-    loaded: dict[str, Tokenizer] = {}
+def _tokenizers(
+    store: ModelStore,
+) -> tuple[Callable[[Plan], Tokenizer | None], Callable[[Plan], ChatTemplate | None]]:
+    """Each plan's tokenizer and chat template, read from the store once."""
+    loaded: dict[str, tuple[Tokenizer, ChatTemplate | None]] = {}
 
-    def tokenizer_of(plan: Plan) -> Tokenizer | None:
+    def load(plan: Plan) -> tuple[Tokenizer, ChatTemplate | None] | None:
         if not plan.tokenizer:
             return None
         if plan.tokenizer not in loaded:
-            data = store.tokenizer_path(plan.tokenizer).read_bytes()
-            loaded[plan.tokenizer] = load_tokenizer(data, plan.model)
+            tokenizer = load_tokenizer(store.tokenizer_path(plan.tokenizer).read_bytes(), plan.model)
+            config = store.tokenizer_config_path(plan.tokenizer)
+            template = chat_template(config.read_bytes(), plan.model) if config.is_file() else None
+            loaded[plan.tokenizer] = (tokenizer, template)
         return loaded[plan.tokenizer]
 
-    return tokenizer_of
+    def tokenizer_of(plan: Plan) -> Tokenizer | None:
+        text = load(plan)
+        return text[0] if text else None
+
+    def template_of(plan: Plan) -> ChatTemplate | None:
+        text = load(plan)
+        return text[1] if text else None
+
+    return tokenizer_of, template_of

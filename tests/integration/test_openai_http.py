@@ -4,6 +4,7 @@ own exceptions; HTTPS with the fleet's certificate; a client gone mid-stream end
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,11 @@ from edgeswarm.dev.texts import byte_tokenizer
 
 pytestmark = pytest.mark.integration
 
+# A Jinja chat template as tokenizer configs carry them (Hugging Face's conventions).
+TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}[{{ m['role'] | upper }}] {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}[ASSISTANT] {% endif %}"
+)
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
 
 
@@ -41,8 +47,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, llm: Path) -> Iterator[Local
     with LocalFleet(workdir, workers=2, secure=True, coordinator_args=("--http", http)) as fleet:
         fleet.http = http  # type: ignore[attr-defined]
         fleet.wait_ready(timeout=60)
+        # The same model with a tokenizer folder whose config has a chat template of its own.
+        folder = workdir / "templated"
+        folder.mkdir()
+        (folder / "tokenizer.json").write_text(byte_tokenizer().to_str())
+        (folder / "tokenizer_config.json").write_text(
+            json.dumps({"chat_template": TEMPLATE, "bos_token": "^"})
+        )
         with fleet.client() as admin:
             admin.deploy(llm, "llm", mode="pipeline", stages=2, tokenizer=tokenizer, timeout=120)
+            admin.deploy(llm, "llm-templated", mode="replicas", tokenizer=folder, timeout=120)
         yield fleet
 
 
@@ -172,3 +186,13 @@ def test_a_client_gone_mid_stream_ends_its_generation(fleet: LocalFleet, client:
     wait_until(lambda: "finish=none" in fleet.log("coordinator"), 20, "the generation to end")
     assert "http_client_gone" in fleet.log("coordinator")
     assert "tokens=2000" not in fleet.log("coordinator")
+
+
+def test_a_chat_uses_the_template_of_the_tokenizer_config(client: openai.OpenAI, llm: Path) -> None:
+    rendered = "^[SYSTEM] Be brief.\n[USER] Hello there\n[ASSISTANT] "
+    _, want = expected(llm, rendered, 10)
+    chat = client.chat.completions.create(
+        model="llm-templated", messages=MESSAGES, max_tokens=10, temperature=0
+    )
+    assert chat.choices[0].message.content == want
+    assert chat.usage is not None and chat.usage.prompt_tokens == len(byte_tokenizer().encode(rendered).ids)

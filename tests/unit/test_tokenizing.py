@@ -3,9 +3,17 @@ cut before a stop string that may span tokens."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from edgeswarm.coordinator.serving.tokenizing import Detokenizer, TextStream, chat_prompt, load_tokenizer
+from edgeswarm.coordinator.serving.tokenizing import (
+    Detokenizer,
+    TextStream,
+    chat_prompt,
+    chat_template,
+    load_tokenizer,
+)
 from edgeswarm.dev.texts import byte_tokenizer
 from edgeswarm.errors import InvalidRequest
 
@@ -44,3 +52,27 @@ def test_the_plain_chat_template_and_bad_inputs() -> None:
         chat_prompt([{"role": "robot", "content": "x"}])
     with pytest.raises(InvalidRequest, match=r"not a tokenizer\.json"):
         load_tokenizer(b"{not json", "llm")
+
+
+def test_a_tokenizer_configs_chat_template_is_rendered_sandboxed_and_bad_ones_refused() -> None:
+    config = {
+        "chat_template": "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}",
+        "bos_token": {"content": "<s>"},
+    }
+    template = chat_template(json.dumps(config).encode())
+    assert template is not None
+    assert chat_prompt([{"role": "user", "content": "Hi"}], template) == "<s><user>Hi<assistant>"
+    assert chat_template(b"{}") is None  # no template of its own: the plain one is used
+    with pytest.raises(InvalidRequest, match="does not parse"):
+        chat_template(json.dumps({"chat_template": "{% for %}"}).encode())
+    refusing = chat_template(
+        json.dumps({"chat_template": "{{ raise_exception('no system role') }}"}).encode()
+    )
+    assert refusing is not None
+    with pytest.raises(InvalidRequest, match="no system role"):
+        refusing([{"role": "system", "content": "x"}])
+    escaping = chat_template(json.dumps({"chat_template": "{{ ''.__class__.__mro__ }}"}).encode())
+    assert escaping is not None
+    with pytest.raises(InvalidRequest):  # the sandbox refuses attribute access to internals
+        escaping([{"role": "user", "content": "x"}])

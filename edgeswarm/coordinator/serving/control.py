@@ -17,7 +17,7 @@ from edgeswarm.coordinator.deploying.deployer import Deployer
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.planning.measure import Measurer, TimedPair
 from edgeswarm.coordinator.serving.router import Router
-from edgeswarm.coordinator.serving.tokenizing import load_tokenizer
+from edgeswarm.coordinator.serving.tokenizing import chat_template, load_tokenizer
 from edgeswarm.coordinator.serving.uploads import UploadBudget, receive
 from edgeswarm.errors import InvalidRequest, PlacementError
 from edgeswarm.graph.quantize import quantized
@@ -73,7 +73,11 @@ class ControlService(control_pb2_grpc.ControlServicer):
         tokenizer = ""
         if header.tokenizer:
             load_tokenizer(header.tokenizer, header.name)  # refused here if it is not one
-            tokenizer = await asyncio.to_thread(store.put_tokenizer, header.tokenizer)
+            if header.tokenizer_config:
+                chat_template(header.tokenizer_config, header.name)  # and a template that does not parse
+            tokenizer = await asyncio.to_thread(
+                store.put_tokenizer, header.tokenizer, header.tokenizer_config
+            )
         plan = await self.deployer.deploy(
             header.name,
             mode,

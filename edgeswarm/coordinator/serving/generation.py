@@ -213,17 +213,13 @@ class Generator:
     ) -> AsyncGenerator[int, None]:
         """`tokens` until `lost` is set: then StageUnavailable naming the worker that was lost."""
         waiter = asyncio.ensure_future(lost.wait())
+        step: asyncio.Future[int] | None = None
         try:
             while True:
                 step = asyncio.ensure_future(anext(tokens))
                 await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
-                    step.cancel()
-                    with contextlib.suppress(BaseException):
-                        await step
-                    raise StageUnavailable(
-                        f"worker {who[0][:8]} was lost while it held the session", tuple(who)
-                    )
+                    raise StageUnavailable(f"worker {who[0][:8]} was lost holding the session", tuple(who))
                 try:
                     token = step.result()
                 except StopAsyncIteration:
@@ -231,6 +227,10 @@ class Generator:
                 yield token
         finally:
             waiter.cancel()
+            if step is not None and not step.done():
+                # Its stream's call is cancelled, and `tokens` is idle again, before anyone closes it.
+                step.cancel()
+                await asyncio.wait({step})
 
     @staticmethod
     def _finished(generated: Sequence[int], params: GenerateParams) -> str:

@@ -33,7 +33,7 @@ from edgeswarm.coordinator.deploying.registry import Registry
 from edgeswarm.coordinator.serving.generate_rpc import Piece, params_of, pieces
 from edgeswarm.coordinator.serving.generation import Generator
 from edgeswarm.coordinator.serving.openai_shapes import Answer, Asked, asked_of, error_object, swarm_error
-from edgeswarm.coordinator.serving.tokenizing import chat_prompt
+from edgeswarm.coordinator.serving.tokenizing import ChatTemplate, chat_prompt
 from edgeswarm.errors import EdgeswarmError, InvalidRequest, Unauthenticated
 from edgeswarm.plans import Plan
 from edgeswarm.security.authority import FleetAuthority
@@ -94,7 +94,9 @@ class OpenAIApi:
         tokenizer_of: Callable[[Plan], Tokenizer | None],
         default_timeout: float,
         authenticate: Callable[[str], TokenRecord] | None,
+        template_of: Callable[[Plan], ChatTemplate | None] = lambda plan: None,
     ) -> None:
+        self.template_of = template_of
         self.registry = registry
         self.generator = generator
         self.tokenizer_of = tokenizer_of
@@ -152,10 +154,11 @@ class OpenAIApi:
         messages = body.get("messages")
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             raise InvalidRequest("messages must be a list of {role, content}")
-        asked = replace(asked_of(body, chat=True), prompt=chat_prompt(messages))
-        return await self._generate(request, asked, chat=True)
+        return await self._generate(request, asked_of(body, chat=True), chat=True, messages=messages)
 
-    async def _generate(self, request: web.Request, asked: Asked, chat: bool) -> web.StreamResponse:
+    async def _generate(
+        self, request: web.Request, asked: Asked, chat: bool, messages: list[Any] | None = None
+    ) -> web.StreamResponse:
         timeout = asked.timeout or self.default_timeout
         async with self.registry.serving(asked.model) as plan:
             tokenizer = self.tokenizer_of(plan)
@@ -164,6 +167,8 @@ class OpenAIApi:
                     f"model {asked.model!r} has no tokenizer (deploy it with --tokenizer): a chat needs "
                     "one to turn its messages into a prompt"
                 )
+            if messages is not None:  # its own template where its tokenizer config has one
+                asked = replace(asked, prompt=chat_prompt(messages, self.template_of(plan)))
             params = params_of(asked.model, tokenizer, asked.prompt, asked.token_ids, asked.max_tokens,
                                asked.sampling, asked.stop_ids, asked.stops)  # fmt: skip
             answer = Answer(chat, asked.model, len(params.prompt))
@@ -242,6 +247,7 @@ async def serve_http(
     generator: Generator,
     tokenizer_of: Callable[[Plan], Tokenizer | None],
     authority: FleetAuthority | None,
+    template_of: Callable[[Plan], ChatTemplate | None] = lambda plan: None,
 ) -> web.AppRunner:
     """Serves the API on `settings.http`, started: HTTPS with the coordinator's certificate and bearer
     tokens with `authority`, else plain HTTP on a loopback address only. The caller ends it with
@@ -250,7 +256,7 @@ async def serve_http(
         check_insecure(settings.http)
     host, port = split_address(settings.http)
     authenticate = authority.authenticate if authority is not None else None
-    api = OpenAIApi(registry, generator, tokenizer_of, settings.default_timeout, authenticate)
+    api = OpenAIApi(registry, generator, tokenizer_of, settings.default_timeout, authenticate, template_of)
     # A client that goes away cancels its handler: a generation it no longer reads ends.
     runner = web.AppRunner(api.app(), handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
     await runner.setup()

@@ -8,8 +8,11 @@ that is part of a multi-byte one decodes to U+FFFD until the rest arrives).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
 from edgeswarm.errors import InvalidRequest
@@ -54,19 +57,69 @@ class Detokenizer:
         return delta
 
 
-def chat_prompt(messages: Sequence[Mapping[str, object]]) -> str:
-    """The plain chat template (for a tokenizer without one of its own): each message as
-    `<|ROLE|>\\nCONTENT\\n`, then `<|assistant|>\\n` for the reply."""
-    parts = []
+ChatTemplate = Callable[[Sequence[Mapping[str, object]]], str]
+
+
+def chat_template(config: bytes, name: str = "") -> ChatTemplate | None:
+    """The chat template of a tokenizer_config.json (Jinja, rendered sandboxed as Hugging Face
+    renders it, with the reply's prompt added); None when it has none."""
+    try:
+        document = json.loads(config)
+    except ValueError as exc:
+        raise InvalidRequest(f"the tokenizer config of {name or 'the model'} is not JSON: {exc}") from exc
+    source = document.get("chat_template") if isinstance(document, dict) else None
+    if isinstance(source, list):  # named templates: the default one
+        source = next(
+            (t.get("template") for t in source if isinstance(t, dict) and t.get("name") == "default"), None
+        )
+    if not isinstance(source, str):
+        return None
+
+    def token(key: str) -> str:
+        value = document.get(key)
+        return str(value.get("content", "")) if isinstance(value, dict) else str(value or "")
+
+    def raise_exception(message: str) -> None:
+        raise InvalidRequest(f"the chat template refused the messages: {message}")
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    environment.globals["raise_exception"] = raise_exception
+    try:
+        template = environment.from_string(source)
+    except TemplateError as exc:
+        raise InvalidRequest(f"the chat template of {name or 'the model'} does not parse: {exc}") from exc
+
+    def render(messages: Sequence[Mapping[str, object]]) -> str:
+        _check_messages(messages)
+        try:
+            return template.render(
+                messages=list(messages), add_generation_prompt=True,
+                bos_token=token("bos_token"), eos_token=token("eos_token"),
+            )  # fmt: skip
+        except TemplateError as exc:
+            raise InvalidRequest(f"the chat template failed on these messages: {exc}") from exc
+
+    return render
+
+
+def _check_messages(messages: Sequence[Mapping[str, object]]) -> None:
     for i, message in enumerate(messages):
         role, content = message.get("role"), message.get("content")
         if role not in ("system", "user", "assistant", "tool") or not isinstance(content, str):
             raise InvalidRequest(
                 f"messages[{i}] needs a role (system, user, assistant, tool) and content as text"
             )
-        parts.append(f"<|{role}|>\n{content}\n")
-    if not parts:
+    if not messages:
         raise InvalidRequest("messages must hold at least one message")
+
+
+def chat_prompt(messages: Sequence[Mapping[str, object]], template: ChatTemplate | None = None) -> str:
+    """The prompt for `messages`: by the tokenizer's own template where it has one, else the plain
+    one: each message as `<|ROLE|>\\nCONTENT\\n`, then `<|assistant|>\\n` for the reply."""
+    if template is not None:
+        return template(messages)
+    _check_messages(messages)
+    parts = [f"<|{message['role']}|>\n{message['content']}\n" for message in messages]
     return "".join(parts) + "<|assistant|>\n"
 
 

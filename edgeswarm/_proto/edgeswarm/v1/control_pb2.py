@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64geswarm/v1/control.proto\x12\x0c\x65\x64geswarm.v1\"V\n\x0bJoinRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1b\n\x13\x63\x65rtificate_request\x18\x02 \x01(\x0c\x12\x1b\n\x13\x63urrent_certificate\x18\x03 \x01(\x0c\"/\n\x0cJoinResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\n\n\x02\x63\x61\x18\x02 \x01(\x0c\"L\n\x12\x43reateTokenRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x80\x01\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x01\x12\x0f\n\x07\x65xpires\x18\x04 \x01(\x01\x12\x0f\n\x07revoked\x18\x05 \x01(\x08\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"K\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12%\n\x04info\x18\x02 \x01(\x0b\x32\x17.edgeswarm.v1.TokenInfo\"\x13\n\x11ListTokensRequest\"=\n\x12ListTokensResponse\x12\'\n\x06tokens\x18\x01 \x03(\x0b\x32\x17.edgeswarm.v1.TokenInfo\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13RevokeTokenResponse\x12%\n\x04info\x18\x01 \x01(\x0b\x32\x17.edgeswarm.v1.TokenInfo\"\xde\x01\n\x0c\x44\x65ployHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12\x0e\n\x06stages\x18\x04 \x01(\x05\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x11\n\tobjective\x18\x06 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x12\x11\n\tbatch_max\x18\x08 \x01(\x05\x12\x16\n\x0e\x62\x61tch_delay_ms\x18\t \x01(\x01\x12\x10\n\x08quantize\x18\n \x01(\t\x12\x0e\n\x06states\x18\x0b \x03(\t\x12\x11\n\ttokenizer\x18\x0c \x01(\x0c\"(\n\nDeployFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"q\n\rDeployRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.edgeswarm.v1.DeployHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12&\n\x04\x66ile\x18\x03 \x01(\x0b\x32\x18.edgeswarm.v1.DeployFile\"M\n\x0e\x44\x65ployResponse\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.edgeswarm.v1.ModelStatus\x12\x11\n\tplan_json\x18\x02 \x01(\t\"\x1f\n\x0fUndeployRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x12\n\x10UndeployResponse\"\x0f\n\rStatusRequest\"\xb9\x02\n\x0cWorkerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x63ores\x18\x05 \x01(\x05\x12\x18\n\x10memory_available\x18\x06 \x01(\x03\x12\x15\n\rloaded_stages\x18\x07 \x03(\t\x12\x11\n\tin_flight\x18\x08 \x01(\x05\x12\x1a\n\x12\x63\x61libration_gflops\x18\t \x01(\x01\x12\x0e\n\x06rtt_ms\x18\n \x01(\x01\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x0b \x01(\x01\x12\x14\n\x0cmemory_limit\x18\x0c \x01(\x03\x12\x13\n\x0bmemory_used\x18\r \x01(\x03\x12\x16\n\x0esession_memory\x18\x0e \x01(\x03\x12\x15\n\rsession_bytes\x18\x0f \x01(\x03\"\x8e\x01\n\x0bStageStatus\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06inputs\x18\x04 \x03(\t\x12\x0f\n\x07outputs\x18\x05 \x03(\t\x12\x0f\n\x07workers\x18\x06 \x03(\t\x12\r\n\x05group\x18\x07 \x01(\x05\x12\x11\n\trecent_ms\x18\x08 \x03(\x01\"\xd2\x01\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12)\n\x06stages\x18\x05 \x03(\x0b\x32\x19.edgeswarm.v1.StageStatus\x12\x11\n\tobjective\x18\x06 \x01(\t\x12\x15\n\rpredicted_rps\x18\x07 \x01(\x01\x12\x1c\n\x14predicted_latency_ms\x18\x08 \x01(\x01\x12\x14\n\x0cquantization\x18\t \x01(\t\"\xdb\x01\n\x0eStatusResponse\x12\r\n\x05\x66leet\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12+\n\x07workers\x18\x03 \x03(\x0b\x32\x1a.edgeswarm.v1.WorkerStatus\x12)\n\x06models\x18\x04 \x03(\x0b\x32\x19.edgeswarm.v1.ModelStatus\x12\'\n\x05links\x18\x05 \x03(\x0b\x32\x18.edgeswarm.v1.LinkStatus\x12(\n\x05store\x18\x06 \x01(\x0b\x32\x19.edgeswarm.v1.StoreStatus\"c\n\x0bStoreStatus\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05quota\x18\x02 \x01(\x03\x12\x0c\n\x04used\x18\x03 \x01(\x03\x12)\n\x06models\x18\x04 \x03(\x0b\x32\x19.edgeswarm.v1.StoredModel\"\xdf\x01\n\x0bStoredModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x39\n\x08variants\x18\x04 \x03(\x0b\x32\'.edgeswarm.v1.StoredModel.VariantsEntry\x12\x10\n\x08\x64\x65ployed\x18\x05 \x01(\x08\x12\x11\n\tlast_used\x18\x06 \x01(\x01\x12\x13\n\x0bstage_bytes\x18\x07 \x01(\x03\x1a/\n\rVariantsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"g\n\nLinkStatus\x12\x0f\n\x07\x66rom_id\x18\x01 \x01(\t\x12\r\n\x05to_id\x18\x02 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x03 \x01(\x01\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x04 \x01(\x01\x12\x11\n\treachable\x18\x05 \x01(\x08\"$\n\x12\x44rainWorkerRequest\x12\x0e\n\x06worker\x18\x01 \x01(\t\"/\n\x13\x44rainWorkerResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t2\xf6\x04\n\x07\x43ontrol\x12G\n\x06\x44\x65ploy\x12\x1b.edgeswarm.v1.DeployRequest\x1a\x1c.edgeswarm.v1.DeployResponse\"\x00(\x01\x12K\n\x08Undeploy\x12\x1d.edgeswarm.v1.UndeployRequest\x1a\x1e.edgeswarm.v1.UndeployResponse\"\x00\x12\x45\n\x06Status\x12\x1b.edgeswarm.v1.StatusRequest\x1a\x1c.edgeswarm.v1.StatusResponse\"\x00\x12N\n\x05\x44rain\x12 .edgeswarm.v1.DrainWorkerRequest\x1a!.edgeswarm.v1.DrainWorkerResponse\"\x00\x12?\n\x04Join\x12\x19.edgeswarm.v1.JoinRequest\x1a\x1a.edgeswarm.v1.JoinResponse\"\x00\x12T\n\x0b\x43reateToken\x12 .edgeswarm.v1.CreateTokenRequest\x1a!.edgeswarm.v1.CreateTokenResponse\"\x00\x12Q\n\nListTokens\x12\x1f.edgeswarm.v1.ListTokensRequest\x1a .edgeswarm.v1.ListTokensResponse\"\x00\x12T\n\x0bRevokeToken\x12 .edgeswarm.v1.RevokeTokenRequest\x1a!.edgeswarm.v1.RevokeTokenResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64geswarm/v1/control.proto\x12\x0c\x65\x64geswarm.v1\"V\n\x0bJoinRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1b\n\x13\x63\x65rtificate_request\x18\x02 \x01(\x0c\x12\x1b\n\x13\x63urrent_certificate\x18\x03 \x01(\x0c\"/\n\x0cJoinResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\n\n\x02\x63\x61\x18\x02 \x01(\x0c\"L\n\x12\x43reateTokenRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x80\x01\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x01\x12\x0f\n\x07\x65xpires\x18\x04 \x01(\x01\x12\x0f\n\x07revoked\x18\x05 \x01(\x08\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"K\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12%\n\x04info\x18\x02 \x01(\x0b\x32\x17.edgeswarm.v1.TokenInfo\"\x13\n\x11ListTokensRequest\"=\n\x12ListTokensResponse\x12\'\n\x06tokens\x18\x01 \x03(\x0b\x32\x17.edgeswarm.v1.TokenInfo\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13RevokeTokenResponse\x12%\n\x04info\x18\x01 \x01(\x0b\x32\x17.edgeswarm.v1.TokenInfo\"\xf8\x01\n\x0c\x44\x65ployHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12\x0e\n\x06stages\x18\x04 \x01(\x05\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x11\n\tobjective\x18\x06 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x12\x11\n\tbatch_max\x18\x08 \x01(\x05\x12\x16\n\x0e\x62\x61tch_delay_ms\x18\t \x01(\x01\x12\x10\n\x08quantize\x18\n \x01(\t\x12\x0e\n\x06states\x18\x0b \x03(\t\x12\x11\n\ttokenizer\x18\x0c \x01(\x0c\x12\x18\n\x10tokenizer_config\x18\r \x01(\x0c\"(\n\nDeployFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"q\n\rDeployRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x1a.edgeswarm.v1.DeployHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12&\n\x04\x66ile\x18\x03 \x01(\x0b\x32\x18.edgeswarm.v1.DeployFile\"M\n\x0e\x44\x65ployResponse\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.edgeswarm.v1.ModelStatus\x12\x11\n\tplan_json\x18\x02 \x01(\t\"\x1f\n\x0fUndeployRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x12\n\x10UndeployResponse\"\x0f\n\rStatusRequest\"\xb9\x02\n\x0cWorkerStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x63ores\x18\x05 \x01(\x05\x12\x18\n\x10memory_available\x18\x06 \x01(\x03\x12\x15\n\rloaded_stages\x18\x07 \x03(\t\x12\x11\n\tin_flight\x18\x08 \x01(\x05\x12\x1a\n\x12\x63\x61libration_gflops\x18\t \x01(\x01\x12\x0e\n\x06rtt_ms\x18\n \x01(\x01\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x0b \x01(\x01\x12\x14\n\x0cmemory_limit\x18\x0c \x01(\x03\x12\x13\n\x0bmemory_used\x18\r \x01(\x03\x12\x16\n\x0esession_memory\x18\x0e \x01(\x03\x12\x15\n\rsession_bytes\x18\x0f \x01(\x03\"\x8e\x01\n\x0bStageStatus\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06inputs\x18\x04 \x03(\t\x12\x0f\n\x07outputs\x18\x05 \x03(\t\x12\x0f\n\x07workers\x18\x06 \x03(\t\x12\r\n\x05group\x18\x07 \x01(\x05\x12\x11\n\trecent_ms\x18\x08 \x03(\x01\"\xd2\x01\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12)\n\x06stages\x18\x05 \x03(\x0b\x32\x19.edgeswarm.v1.StageStatus\x12\x11\n\tobjective\x18\x06 \x01(\t\x12\x15\n\rpredicted_rps\x18\x07 \x01(\x01\x12\x1c\n\x14predicted_latency_ms\x18\x08 \x01(\x01\x12\x14\n\x0cquantization\x18\t \x01(\t\"\xdb\x01\n\x0eStatusResponse\x12\r\n\x05\x66leet\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12+\n\x07workers\x18\x03 \x03(\x0b\x32\x1a.edgeswarm.v1.WorkerStatus\x12)\n\x06models\x18\x04 \x03(\x0b\x32\x19.edgeswarm.v1.ModelStatus\x12\'\n\x05links\x18\x05 \x03(\x0b\x32\x18.edgeswarm.v1.LinkStatus\x12(\n\x05store\x18\x06 \x01(\x0b\x32\x19.edgeswarm.v1.StoreStatus\"c\n\x0bStoreStatus\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05quota\x18\x02 \x01(\x03\x12\x0c\n\x04used\x18\x03 \x01(\x03\x12)\n\x06models\x18\x04 \x03(\x0b\x32\x19.edgeswarm.v1.StoredModel\"\xdf\x01\n\x0bStoredModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x39\n\x08variants\x18\x04 \x03(\x0b\x32\'.edgeswarm.v1.StoredModel.VariantsEntry\x12\x10\n\x08\x64\x65ployed\x18\x05 \x01(\x08\x12\x11\n\tlast_used\x18\x06 \x01(\x01\x12\x13\n\x0bstage_bytes\x18\x07 \x01(\x03\x1a/\n\rVariantsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"g\n\nLinkStatus\x12\x0f\n\x07\x66rom_id\x18\x01 \x01(\t\x12\r\n\x05to_id\x18\x02 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x03 \x01(\x01\x12\x16\n\x0e\x62\x61ndwidth_mbps\x18\x04 \x01(\x01\x12\x11\n\treachable\x18\x05 \x01(\x08\"$\n\x12\x44rainWorkerRequest\x12\x0e\n\x06worker\x18\x01 \x01(\t\"/\n\x13\x44rainWorkerResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t2\xf6\x04\n\x07\x43ontrol\x12G\n\x06\x44\x65ploy\x12\x1b.edgeswarm.v1.DeployRequest\x1a\x1c.edgeswarm.v1.DeployResponse\"\x00(\x01\x12K\n\x08Undeploy\x12\x1d.edgeswarm.v1.UndeployRequest\x1a\x1e.edgeswarm.v1.UndeployResponse\"\x00\x12\x45\n\x06Status\x12\x1b.edgeswarm.v1.StatusRequest\x1a\x1c.edgeswarm.v1.StatusResponse\"\x00\x12N\n\x05\x44rain\x12 .edgeswarm.v1.DrainWorkerRequest\x1a!.edgeswarm.v1.DrainWorkerResponse\"\x00\x12?\n\x04Join\x12\x19.edgeswarm.v1.JoinRequest\x1a\x1a.edgeswarm.v1.JoinResponse\"\x00\x12T\n\x0b\x43reateToken\x12 .edgeswarm.v1.CreateTokenRequest\x1a!.edgeswarm.v1.CreateTokenResponse\"\x00\x12Q\n\nListTokens\x12\x1f.edgeswarm.v1.ListTokensRequest\x1a .edgeswarm.v1.ListTokensResponse\"\x00\x12T\n\x0bRevokeToken\x12 .edgeswarm.v1.RevokeTokenRequest\x1a!.edgeswarm.v1.RevokeTokenResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,39 +52,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVOKETOKENRESPONSE']._serialized_start=585
   _globals['_REVOKETOKENRESPONSE']._serialized_end=645
   _globals['_DEPLOYHEADER']._serialized_start=648
-  _globals['_DEPLOYHEADER']._serialized_end=870
-  _globals['_DEPLOYFILE']._serialized_start=872
-  _globals['_DEPLOYFILE']._serialized_end=912
-  _globals['_DEPLOYREQUEST']._serialized_start=914
-  _globals['_DEPLOYREQUEST']._serialized_end=1027
-  _globals['_DEPLOYRESPONSE']._serialized_start=1029
-  _globals['_DEPLOYRESPONSE']._serialized_end=1106
-  _globals['_UNDEPLOYREQUEST']._serialized_start=1108
-  _globals['_UNDEPLOYREQUEST']._serialized_end=1139
-  _globals['_UNDEPLOYRESPONSE']._serialized_start=1141
-  _globals['_UNDEPLOYRESPONSE']._serialized_end=1159
-  _globals['_STATUSREQUEST']._serialized_start=1161
-  _globals['_STATUSREQUEST']._serialized_end=1176
-  _globals['_WORKERSTATUS']._serialized_start=1179
-  _globals['_WORKERSTATUS']._serialized_end=1492
-  _globals['_STAGESTATUS']._serialized_start=1495
-  _globals['_STAGESTATUS']._serialized_end=1637
-  _globals['_MODELSTATUS']._serialized_start=1640
-  _globals['_MODELSTATUS']._serialized_end=1850
-  _globals['_STATUSRESPONSE']._serialized_start=1853
-  _globals['_STATUSRESPONSE']._serialized_end=2072
-  _globals['_STORESTATUS']._serialized_start=2074
-  _globals['_STORESTATUS']._serialized_end=2173
-  _globals['_STOREDMODEL']._serialized_start=2176
-  _globals['_STOREDMODEL']._serialized_end=2399
-  _globals['_STOREDMODEL_VARIANTSENTRY']._serialized_start=2352
-  _globals['_STOREDMODEL_VARIANTSENTRY']._serialized_end=2399
-  _globals['_LINKSTATUS']._serialized_start=2401
-  _globals['_LINKSTATUS']._serialized_end=2504
-  _globals['_DRAINWORKERREQUEST']._serialized_start=2506
-  _globals['_DRAINWORKERREQUEST']._serialized_end=2542
-  _globals['_DRAINWORKERRESPONSE']._serialized_start=2544
-  _globals['_DRAINWORKERRESPONSE']._serialized_end=2591
-  _globals['_CONTROL']._serialized_start=2594
-  _globals['_CONTROL']._serialized_end=3224
+  _globals['_DEPLOYHEADER']._serialized_end=896
+  _globals['_DEPLOYFILE']._serialized_start=898
+  _globals['_DEPLOYFILE']._serialized_end=938
+  _globals['_DEPLOYREQUEST']._serialized_start=940
+  _globals['_DEPLOYREQUEST']._serialized_end=1053
+  _globals['_DEPLOYRESPONSE']._serialized_start=1055
+  _globals['_DEPLOYRESPONSE']._serialized_end=1132
+  _globals['_UNDEPLOYREQUEST']._serialized_start=1134
+  _globals['_UNDEPLOYREQUEST']._serialized_end=1165
+  _globals['_UNDEPLOYRESPONSE']._serialized_start=1167
+  _globals['_UNDEPLOYRESPONSE']._serialized_end=1185
+  _globals['_STATUSREQUEST']._serialized_start=1187
+  _globals['_STATUSREQUEST']._serialized_end=1202
+  _globals['_WORKERSTATUS']._serialized_start=1205
+  _globals['_WORKERSTATUS']._serialized_end=1518
+  _globals['_STAGESTATUS']._serialized_start=1521
+  _globals['_STAGESTATUS']._serialized_end=1663
+  _globals['_MODELSTATUS']._serialized_start=1666
+  _globals['_MODELSTATUS']._serialized_end=1876
+  _globals['_STATUSRESPONSE']._serialized_start=1879
+  _globals['_STATUSRESPONSE']._serialized_end=2098
+  _globals['_STORESTATUS']._serialized_start=2100
+  _globals['_STORESTATUS']._serialized_end=2199
+  _globals['_STOREDMODEL']._serialized_start=2202
+  _globals['_STOREDMODEL']._serialized_end=2425
+  _globals['_STOREDMODEL_VARIANTSENTRY']._serialized_start=2378
+  _globals['_STOREDMODEL_VARIANTSENTRY']._serialized_end=2425
+  _globals['_LINKSTATUS']._serialized_start=2427
+  _globals['_LINKSTATUS']._serialized_end=2530
+  _globals['_DRAINWORKERREQUEST']._serialized_start=2532
+  _globals['_DRAINWORKERREQUEST']._serialized_end=2568
+  _globals['_DRAINWORKERRESPONSE']._serialized_start=2570
+  _globals['_DRAINWORKERRESPONSE']._serialized_end=2617
+  _globals['_CONTROL']._serialized_start=2620
+  _globals['_CONTROL']._serialized_end=3250
 # @@protoc_insertion_point(module_scope)

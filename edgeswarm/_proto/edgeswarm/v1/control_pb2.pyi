@@ -83,7 +83,7 @@ class RevokeTokenResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[TokenInfo, _Mapping]] = ...) -> None: ...
 
 class DeployHeader(_message.Message):
-    __slots__ = ("name", "mode", "replicas", "stages", "size", "objective", "dry_run", "batch_max", "batch_delay_ms", "quantize", "states", "tokenizer")
+    __slots__ = ("name", "mode", "replicas", "stages", "size", "objective", "dry_run", "batch_max", "batch_delay_ms", "quantize", "states", "tokenizer", "tokenizer_config")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class DeployHeader(_message.Message):
     QUANTIZE_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
     TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_CONFIG_FIELD_NUMBER: _ClassVar[int]
     name: str
     mode: str
     replicas: int
@@ -108,7 +109,8 @@ class DeployHeader(_message.Message):
     quantize: str
     states: _containers.RepeatedScalarFieldContainer[str]
     tokenizer: bytes
-    def __init__(self, name: _Optional[str] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., stages: _Optional[int] = ..., size: _Optional[int] = ..., objective: _Optional[str] = ..., dry_run: _Optional[bool] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., quantize: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ..., tokenizer: _Optional[bytes] = ...) -> None: ...
+    tokenizer_config: bytes
+    def __init__(self, name: _Optional[str] = ..., mode: _Optional[str] = ..., replicas: _Optional[int] = ..., stages: _Optional[int] = ..., size: _Optional[int] = ..., objective: _Optional[str] = ..., dry_run: _Optional[bool] = ..., batch_max: _Optional[int] = ..., batch_delay_ms: _Optional[float] = ..., quantize: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ..., tokenizer: _Optional[bytes] = ..., tokenizer_config: _Optional[bytes] = ...) -> None: ...
 
 class DeployFile(_message.Message):
     __slots__ = ("name", "size")
