@@ -37,6 +37,15 @@ TENSOR_BYTES = Counter(
     "stages go worker to worker and never count here)",
     ["direction"],
 )
+SESSION_HOP_BYTES = Counter(
+    "edgeswarm_session_hop_bytes_total",
+    "Tensor bytes a worker sent on to the next stage for generation steps (the new tokens' hidden "
+    "states; a session's state never crosses)",
+    ["model"],
+)
+SESSION_HOP_STEPS = Counter(
+    "edgeswarm_session_hop_steps_total", "Generation steps a worker sent on to the next stage", ["model"]
+)
 BATCHES = Histogram(
     "edgeswarm_batch_requests",
     "Requests run together in one ONNX Runtime call by dynamic batching",

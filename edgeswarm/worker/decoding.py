@@ -16,6 +16,7 @@ import numpy as np
 from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.errors import InvalidRequest, NotFound, StageUnavailable
+from edgeswarm.metrics import SESSION_HOP_BYTES, SESSION_HOP_STEPS
 from edgeswarm.sampling import Sampling, sample
 from edgeswarm.security import routes
 from edgeswarm.worker.ring import Rings
@@ -114,10 +115,13 @@ class Decoding:
                     raise InvalidRequest("this worker runs no rings")
                 self.rings.sampled(step, token, request)
             return worker_pb2.StageResponse(token=token)
+        handed_on = hand_on(hop.stage, carry, values, received)
+        SESSION_HOP_BYTES.labels(request.model).inc(sum(codec.declared_bytes(t) for t in handed_on))
+        SESSION_HOP_STEPS.labels(request.model).inc()
         onward = worker_pb2.StageRequest(
             request_id=request.request_id,
             model=request.model,
-            tensors=hand_on(hop.stage, carry, values, received),
+            tensors=handed_on,
             route=rest,
             route_macs=routes.onward_macs(request),
             session=step,

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeswarm.errors import ResourceExhausted
+from edgeswarm.errors import NotFound, ResourceExhausted
 
 # The session memory of a worker unless its settings say otherwise.
 DEFAULT_SESSION_BYTES = 1024 * 1024 * 1024
+# Ended sessions remembered, so that a step still under way when one ended keeps no state.
+ENDED_KEPT = 100_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class SessionStore:
         # (session, stage) -> state, least recently used first, with when each was last used.
         self._states: OrderedDict[tuple[str, str], tuple[State, float]] = OrderedDict()
         self.nbytes = 0
+        # Sessions ended here, most recent last: a step of one still under way when it ended (a
+        # client gone mid-step) keeps no state. Session ids are never reused.
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len({session for session, _ in self._states})
@@ -57,8 +62,11 @@ class SessionStore:
         return entry[0]
 
     def put(self, session: str, stage: str, tensors: Mapping[str, np.ndarray], position: int) -> State:
-        """Keeps `tensors` as the session's state at `stage` (replacing what it held)."""
+        """Keeps `tensors` as the session's state at `stage` (replacing what it held); NotFound for a
+        session that has ended."""
         self.sweep()
+        if session in self._ended:
+            raise NotFound(f"session {session[:12]} has ended")
         nbytes = sum(int(t.nbytes) for t in tensors.values())
         if nbytes > self.budget_bytes:
             raise ResourceExhausted(
@@ -76,6 +84,13 @@ class SessionStore:
         return state
 
     def end(self, session: str) -> bool:
+        """Drops the session's state and keeps none it would be given after; whether it held any."""
+        self._ended[session] = None
+        while len(self._ended) > ENDED_KEPT:
+            self._ended.popitem(last=False)
+        return self._drop(session)
+
+    def _drop(self, session: str) -> bool:
         keys = [key for key in self._states if key[0] == session]
         for key in keys:
             self.nbytes -= self._states.pop(key)[0].nbytes
@@ -86,7 +101,7 @@ class SessionStore:
         now = self.clock()
         idle = {s for (s, _), (_, used) in self._states.items() if now - used >= self.idle_s}
         for session in idle:
-            self.end(session)
+            self._drop(session)
         return sorted(idle)
 
     def _make_room(self, nbytes: int, session: str, only_idle: bool) -> None:
@@ -106,4 +121,4 @@ class SessionStore:
                     f"worker's {self.budget_bytes} bytes of session memory, all in use; "
                     "retry later or add workers"
                 )
-            self.end(victim)
+            self._drop(victim)

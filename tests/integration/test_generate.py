@@ -4,19 +4,21 @@ session's state is killed mid-generation."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 import pytest
 
-from edgeswarm.client import Client, InvalidRequest, ResourceExhausted
+from edgeswarm.client import AsyncClient, Client, InvalidRequest, NotFound, ResourceExhausted
 from edgeswarm.dev import zoo
-from edgeswarm.dev.localfleet import LocalFleet
+from edgeswarm.dev.localfleet import LOOPBACK, LocalFleet, free_port, wait_until
 from edgeswarm.dev.reference import generate_reference
 from edgeswarm.dev.texts import byte_tokenizer
 from edgeswarm.sampling import Sampling
@@ -42,10 +44,14 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, llm: Path, tokenizer: Path) -> Iterator[LocalFleet]:
-    with LocalFleet(tmp_path_factory.mktemp("fleet"), workers=6) as fleet:
+    # Workers re-read often, so that what their sessions hold shows in status soon after it changes.
+    env = {"EDGESWARM_COORDINATOR_DESCRIBE_INTERVAL": "0.5"}
+    with LocalFleet(tmp_path_factory.mktemp("fleet"), workers=6, env=env) as fleet:
         fleet.wait_ready(timeout=60)
         with Client(fleet.coordinator_address) as client:
             client.deploy(llm, "llm-pipeline", mode="pipeline", stages=2, replicas=3, timeout=120)
+            client.deploy(llm, "llm-1", mode="pipeline", stages=1, timeout=120)
+            client.deploy(llm, "llm-3", mode="pipeline", stages=3, timeout=120)
             client.deploy(llm, "llm-replicas", mode="replicas", replicas=2, tokenizer=tokenizer, timeout=120)
         yield fleet
 
@@ -122,6 +128,77 @@ def test_the_cli_prints_tokens_as_they_come(fleet: LocalFleet, llm: Path) -> Non
         == generate_reference(llm, PROMPT, 8)
     )
     assert lines[-1]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize("model", ["llm-1", "llm-pipeline", "llm-3"])
+def test_128_greedy_tokens_through_1_2_and_3_stages_equal_the_reference(
+    fleet: LocalFleet, llm: Path, model: str
+) -> None:
+    with Client(fleet.coordinator_address) as client:
+        got = client.generate(model, token_ids=PROMPT, max_tokens=128, timeout=120)
+    assert list(got.token_ids) == generate_reference(llm, PROMPT, 128)
+
+
+def test_eight_sessions_at_once_each_equal_its_lone_run(fleet: LocalFleet, llm: Path) -> None:
+    prompts = [tuple(range(i + 1, i + 8)) for i in range(8)]
+
+    async def all_at_once() -> list[list[int]]:
+        async with AsyncClient(fleet.coordinator_address) as client:
+
+            async def one(prompt: tuple[int, ...]) -> list[int]:
+                stream = client.generate_stream("llm-pipeline", token_ids=prompt, max_tokens=40, timeout=120)
+                return [t.token_id async for t in stream]
+
+            return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+    assert asyncio.run(all_at_once()) == [generate_reference(llm, p, 40) for p in prompts]
+
+
+def test_a_client_gone_mid_stream_frees_its_session_on_every_worker(fleet: LocalFleet) -> None:
+    with Client(fleet.coordinator_address) as client:
+        stream = client.generate_stream("llm-3", token_ids=PROMPT, max_tokens=4000, timeout=120)
+        for i, _ in enumerate(stream):
+            if i == 5:
+                break
+        stream.close()
+        wait_until(
+            lambda: all(w.session_bytes == 0 for w in client.status().workers), 20, "every session freed"
+        )
+        with pytest.raises(InvalidRequest, match="exceed the context of 32768 tokens"):
+            client.generate("llm-3", token_ids=list(range(1, 101)) * 330, max_tokens=10)
+        with pytest.raises(NotFound, match="'nothing' is not deployed"):
+            client.generate("nothing", token_ids=PROMPT)
+
+
+def test_only_the_new_tokens_hidden_states_cross_a_boundary(make_fleet, llm: Path) -> None:  # type: ignore[no-untyped-def]
+    fleet = make_fleet(workers=0)
+    metrics = {}
+    for name in ("worker1", "worker2"):
+        metrics[name] = f"{LOOPBACK}:{free_port()}"
+        fleet.start_worker(name, "--metrics", metrics[name])
+    fleet.worker_count = 2
+    fleet.wait_ready(timeout=60)
+    tokens, width = 64, 64  # the tiny LLM's hidden state: 64 float32 a token
+    with Client(fleet.coordinator_address) as client:
+        client.deploy(llm, "llm", mode="pipeline", stages=2, timeout=120)
+        got = client.generate("llm", token_ids=PROMPT, max_tokens=tokens, timeout=120)
+    assert list(got.token_ids) == generate_reference(llm, PROMPT, tokens)
+    sent = {name: hop_figures(address) for name, address in metrics.items()}
+    # One worker sends on the prompt's hidden states once (prefill), then one token's per step; the
+    # last stage sends nothing on. Were the cache to cross, these would be far larger.
+    steps = tokens  # the prefill and a step per generated token but the last
+    assert sorted(sent.values()) == [(0.0, 0.0), (float(steps), float((len(PROMPT) + steps - 1) * width * 4))]
+
+
+def hop_figures(address: str) -> tuple[float, float]:
+    """(steps, bytes) this worker sent on to the next stage for model "llm", from its /metrics."""
+    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+    found = {"steps": 0.0, "bytes": 0.0}
+    for line in text.splitlines():
+        for kind in found:
+            if line.startswith(f'edgeswarm_session_hop_{kind}_total{{model="llm"}}'):
+                found[kind] = float(line.split()[-1])
+    return found["steps"], found["bytes"]
 
 
 @pytest.mark.parametrize("how", ["drain", "freeze", "kill"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeswarm.errors import ResourceExhausted
+from edgeswarm.errors import NotFound, ResourceExhausted
 from edgeswarm.worker.sessions import SessionStore
 
 
@@ -62,3 +62,12 @@ def test_idle_sessions_are_dropped_and_ending_one_drops_every_stage_of_it() -> N
     assert store.nbytes == 1024
     clock.now = 11.0
     assert store.sweep() == ["b"] and store.nbytes == 0
+
+
+def test_a_step_still_under_way_when_its_session_ended_keeps_no_state() -> None:
+    store = SessionStore(100 * 1024)
+    store.put("a", "s0", kv(1), 1)
+    store.end("a")
+    with pytest.raises(NotFound, match="session a has ended"):
+        store.put("a", "s1", kv(1), 2)
+    assert store.nbytes == 0 and len(store) == 0

@@ -21,8 +21,9 @@ from edgeswarm.sampling import Sampling
 
 log = logging.getLogger(__name__)
 
-# Most tokens one generation may ask for.
+# Most tokens one generation may ask for, and most its context (prompt and generated) may hold.
 MAX_TOKENS = 8192
+MAX_CONTEXT = 32768
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ def params_of(
         raise InvalidRequest("token ids must be >= 0")
     if not 1 <= max_tokens <= MAX_TOKENS:
         raise InvalidRequest(f"max_tokens must be 1..{MAX_TOKENS}, not {max_tokens}")
+    if len(ids) + max_tokens > MAX_CONTEXT:
+        raise InvalidRequest(
+            f"a prompt of {len(ids)} tokens and max_tokens {max_tokens} exceed the context of "
+            f"{MAX_CONTEXT} tokens a generation may hold"
+        )
     return GenerateParams(tuple(ids), max_tokens, sampling, frozenset(stop_ids))
 
 
