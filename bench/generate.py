@@ -23,7 +23,7 @@ from pathlib import Path
 import onnx
 
 from edgeswarm.client import AsyncClient
-from edgeswarm.dev import zoo
+from edgeswarm.dev import llm
 from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.dev.reference import generate_reference
 
@@ -87,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgeswarm-generate-bench-") as tmp:
         path = Path(tmp) / "llm.onnx"
         onnx.save(
-            zoo.tiny_llm(layers=args.layers, d_model=args.width, heads=8, kv_heads=4, d_ff=2 * args.width),
+            llm.tiny_llm(layers=args.layers, d_model=args.width, heads=8, kv_heads=4, d_ff=2 * args.width),
             str(path),
         )
         want = generate_reference(path, PROMPT, args.tokens)

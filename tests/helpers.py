@@ -46,10 +46,10 @@ def run_whole(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str
 
 
 def run_chained(
-    model: onnx.ModelProto, cuts: list[int], inputs: dict[str, np.ndarray]
+    model: onnx.ModelProto, cuts: list[int], inputs: dict[str, np.ndarray], recompute: tuple[str, ...] = ()
 ) -> dict[str, np.ndarray]:
     env = dict(inputs)
-    for part in split(model, cuts):
+    for part in split(model, cuts, recompute):
         onnx.checker.check_model(onnx.load_from_string(part.model))
         session = ort.InferenceSession(part.model, OPTIONS)
         assert [i.name for i in session.get_inputs()] == list(part.inputs)

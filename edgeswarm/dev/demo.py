@@ -23,7 +23,7 @@ from rich.table import Table
 from edgeswarm.cli.tables import print_status
 from edgeswarm.client import AsyncClient, Client
 from edgeswarm.dev import zoo
-from edgeswarm.dev.demo_llm import demo_generation
+from edgeswarm.dev.demo_llm import demo_generation, describe
 from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.worker.runtime import session_options
@@ -203,12 +203,7 @@ def run_demo(requests: int = 40) -> int:
             report = fleet.status()
         print_status(report, console)
         console.print(_results(rows, baseline))
-    console.print(
-        f"generation: {generated.tokens} tokens in {generated.seconds:.2f}s "
-        f"({generated.tokens / generated.seconds:.0f} tokens/s, one local session with its own cache: "
-        f"{generated.tokens / generated.reference_seconds:.0f} tokens/s), "
-        + ("[green]the same tokens as the local session[/]" if generated.exact else "[red]TOKENS DIFFER[/]")
-    )
+    console.print(describe(generated))
     exact = all(r.exact == r.total for r in rows) and generated.exact
     verdict = "[green]every output equals the local session bit for bit" if exact else "[red]OUTPUTS DIFFER"
     console.print(

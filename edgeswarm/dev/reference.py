@@ -5,6 +5,7 @@ layout are bit-for-bit equal to this session's; a session with ONNX Runtime's de
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -38,8 +39,10 @@ def generate_reference(
     max_tokens: int,
     sampling: Sampling = GREEDY,
     stop_ids: Collection[int] = (),
+    step_seconds: list[float] | None = None,
 ) -> list[int]:
-    """The tokens a distributed generation must give: one session keeping its own cache.
+    """The tokens a distributed generation must give: one session keeping its own cache (the
+    seconds of each run appended to `step_seconds`, the session's opening not counted).
 
     The prompt goes in one run on an empty cache, then one run per token; each run's present.N.*
     outputs are the next run's past_key_values.N.* inputs. A token in `stop_ids` ends the generation
@@ -65,7 +68,10 @@ def generate_reference(
             "position_ids": np.arange(past, total, dtype=np.int64)[None],
             **cache,
         }
+        started = time.perf_counter()
         values = session.run(outputs, {name: value for name, value in feeds.items() if name in declared})
+        if step_seconds is not None:
+            step_seconds.append(time.perf_counter() - started)
         results = dict(zip(outputs, values, strict=True))
         generated.append(sample(results["logits"][0, -1], sampling, len(generated)))
         cache = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import onnx
@@ -244,8 +244,18 @@ def _typed(name: str, infos: dict[str, onnx.ValueInfoProto]) -> onnx.ValueInfoPr
     return info
 
 
-def split(model: onnx.ModelProto, cuts: Sequence[int]) -> list[StagePart]:
-    """The stages between `cuts`; stage k runs nodes [cuts[k-1], cuts[k])."""
+def split(model: onnx.ModelProto, cuts: Sequence[int], recompute: Collection[str] = ()) -> list[StagePart]:
+    """The stages between `cuts`; stage k runs nodes [cuts[k-1], cuts[k]).
+
+    `recompute` names graph inputs every stage can have (a decoder's `attention_mask` and
+    `position_ids`, which each stage builds from a session's length): a small tensor an earlier
+    stage computed from them alone (a causal mask, rotary tables) is then computed again in each
+    later stage that reads it, its nodes copied there (graph.recompute), instead of crossing a cut.
+    """
+    if recompute:
+        from edgeswarm.graph.recompute import split_recomputing  # it builds on this module
+
+        return split_recomputing(model, cuts, frozenset(recompute))
     g = Graph(model)
     n = len(g.nodes)
     previous = 0

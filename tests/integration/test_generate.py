@@ -18,6 +18,7 @@ import pytest
 
 from edgeswarm.client import AsyncClient, Client, InvalidRequest, NotFound, ResourceExhausted
 from edgeswarm.dev import zoo
+from edgeswarm.dev.llm import tiny_llm
 from edgeswarm.dev.localfleet import LOOPBACK, LocalFleet, free_port, wait_until
 from edgeswarm.dev.reference import generate_reference
 from edgeswarm.dev.texts import byte_tokenizer
@@ -31,7 +32,7 @@ PROMPT = (1, 2, 3, 4, 5, 6, 7)
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("llm") / "tiny_llm.onnx"
-    onnx.save(zoo.tiny_llm(layers=4), str(path))
+    onnx.save(tiny_llm(layers=4), str(path))
     return path
 
 
@@ -170,7 +171,13 @@ def test_a_client_gone_mid_stream_frees_its_session_on_every_worker(fleet: Local
             client.generate("nothing", token_ids=PROMPT)
 
 
-def test_only_the_new_tokens_hidden_states_cross_a_boundary(make_fleet, llm: Path) -> None:  # type: ignore[no-untyped-def]
+def test_only_the_new_tokens_hidden_states_cross_a_boundary(  # type: ignore[no-untyped-def]
+    make_fleet, llm: Path, tmp_path: Path
+) -> None:
+    """For the tiny LLM, and for its twin whose mask and rotary tables are computed once and read by
+    every layer (as exports do): there, each stage computes them again instead of receiving them."""
+    shared = tmp_path / "shared.onnx"
+    onnx.save(tiny_llm(layers=4, shared_positions=True), str(shared))
     fleet = make_fleet(workers=0)
     metrics = {}
     for name in ("worker1", "worker2"):
@@ -180,23 +187,27 @@ def test_only_the_new_tokens_hidden_states_cross_a_boundary(make_fleet, llm: Pat
     fleet.wait_ready(timeout=60)
     tokens, width = 64, 64  # the tiny LLM's hidden state: 64 float32 a token
     with Client(fleet.coordinator_address) as client:
-        client.deploy(llm, "llm", mode="pipeline", stages=2, timeout=120)
-        got = client.generate("llm", token_ids=PROMPT, max_tokens=tokens, timeout=120)
-    assert list(got.token_ids) == generate_reference(llm, PROMPT, tokens)
-    sent = {name: hop_figures(address) for name, address in metrics.items()}
-    # One worker sends on the prompt's hidden states once (prefill), then one token's per step; the
-    # last stage sends nothing on. Were the cache to cross, these would be far larger.
-    steps = tokens  # the prefill and a step per generated token but the last
-    assert sorted(sent.values()) == [(0.0, 0.0), (float(steps), float((len(PROMPT) + steps - 1) * width * 4))]
+        for model, path in (("llm", llm), ("llm-shared", shared)):
+            client.deploy(path, model, mode="pipeline", stages=2, timeout=120)
+            got = client.generate(model, token_ids=PROMPT, max_tokens=tokens, timeout=120)
+            assert list(got.token_ids) == generate_reference(path, PROMPT, tokens)
+    for model in ("llm", "llm-shared"):
+        sent = {name: hop_figures(address, model) for name, address in metrics.items()}
+        # One worker sends on the prompt's hidden states once (prefill), then one token's per step;
+        # the last stage sends nothing on. Were the cache, or a mask over the context, to cross, the
+        # count would be far larger.
+        steps = tokens  # the prefill, and a step per generated token but the last
+        hidden = float((len(PROMPT) + steps - 1) * width * 4)
+        assert sorted(sent.values()) == [(0.0, 0.0), (float(steps), hidden)], model
 
 
-def hop_figures(address: str) -> tuple[float, float]:
-    """(steps, bytes) this worker sent on to the next stage for model "llm", from its /metrics."""
+def hop_figures(address: str, model: str) -> tuple[float, float]:
+    """(steps, bytes) this worker sent on to the next stage for `model`, from its /metrics."""
     text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
     found = {"steps": 0.0, "bytes": 0.0}
     for line in text.splitlines():
         for kind in found:
-            if line.startswith(f'edgeswarm_session_hop_{kind}_total{{model="llm"}}'):
+            if line.startswith(f'edgeswarm_session_hop_{kind}_total{{model="{model}"}}'):
                 found[kind] = float(line.split()[-1])
     return found["steps"], found["bytes"]
 

@@ -16,7 +16,7 @@ import pytest
 
 from edgeswarm.client import load_credentials
 from edgeswarm.coordinator.serving.tokenizing import chat_prompt
-from edgeswarm.dev import zoo
+from edgeswarm.dev.llm import tiny_llm
 from edgeswarm.dev.localfleet import LOOPBACK, LocalFleet, free_port, wait_until
 from edgeswarm.dev.reference import generate_reference
 from edgeswarm.dev.texts import byte_tokenizer
@@ -34,7 +34,7 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("llm") / "tiny_llm.onnx"
-    onnx.save(zoo.tiny_llm(layers=4), str(path))
+    onnx.save(tiny_llm(layers=4), str(path))
     return path
 
 

@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from edgeswarm.dev import zoo
+from edgeswarm.dev import llm
 from edgeswarm.dev.reference import generate_reference, reference_session
 from edgeswarm.graph.partition import Graph
 from edgeswarm.sampling import Sampling, sample
@@ -17,7 +17,7 @@ PROMPT = [1, 2, 3, 4, 5]
 
 @pytest.fixture(scope="module")
 def model() -> onnx.ModelProto:
-    return zoo.tiny_llm()
+    return llm.tiny_llm()
 
 
 def empty_cache(session: ort.InferenceSession) -> dict[str, np.ndarray]:
@@ -89,7 +89,7 @@ def test_only_the_hidden_state_crosses_between_layers(model: onnx.ModelProto) ->
 
 
 def test_tied_embeddings_share_one_initializer() -> None:
-    tied, untied = zoo.tiny_llm(layers=1), zoo.tiny_llm(layers=1, tied=False)
+    tied, untied = llm.tiny_llm(layers=1), llm.tiny_llm(layers=1, tied=False)
     tied_count, untied_count = (
         sum(int(np.prod(t.dims)) for t in m.graph.initializer) for m in (tied, untied)
     )

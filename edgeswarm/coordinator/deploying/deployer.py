@@ -115,7 +115,7 @@ class Deployer:
                     )
                     load = Counter(w for plan in plans.values() for w in plan.workers)
                     placed = place(name, stage_count, per_stage, live, load)
-                    cut = await asyncio.to_thread(parse_and_split, name, data, stage_count)
+                    cut = await asyncio.to_thread(parse_and_split, name, data, stage_count, states)
                     specs = [
                         StageSpec(p.index, sha, len(p.model), p.inputs, p.outputs, p.carry, workers)
                         for p, sha, workers in zip(cut.parts, cut.digests, placed, strict=True)

@@ -13,7 +13,7 @@ import onnx
 from edgeswarm.coordinator.planning.planner import Layout
 from edgeswarm.coordinator.planning.segments import Segments
 from edgeswarm.errors import InvalidRequest
-from edgeswarm.graph.decoder import check_pairs_in_stages, state_pairs
+from edgeswarm.graph.decoder import POSITION_INPUTS, check_pairs_in_stages, is_decoder, state_pairs
 from edgeswarm.graph.loading import parse_model
 from edgeswarm.graph.partition import PartitionError, StagePart, balanced_cuts, split
 from edgeswarm.graph.signature import signature_of
@@ -27,12 +27,14 @@ class Split:
     digests: tuple[str, ...]  # sha256 of each part's bytes
 
 
-def parse_and_split(name: str, data: bytes, stages: int) -> Split:
-    """Checks the ONNX file and cuts it into `stages` parts."""
+def parse_and_split(name: str, data: bytes, stages: int, declared: Mapping[str, str] | None = None) -> Split:
+    """Checks the ONNX file and cuts it into `stages` parts; a decoder's so that what follows from a
+    session's position is computed again in each stage rather than crossing (graph.recompute)."""
     model = parse_model(name, data)
     signature = signature_of(model)
     try:
-        parts = tuple(split(model, balanced_cuts(model, stages) if stages > 1 else []))
+        cuts = balanced_cuts(model, stages) if stages > 1 else []
+        parts = tuple(split(model, cuts, position_inputs(model, declared)))
     except PartitionError as exc:
         raise InvalidRequest(f"model {name!r} cannot be split into {stages} stages: {exc}") from exc
     return Split(signature, parts, tuple(hashlib.sha256(p.model).hexdigest() for p in parts))
@@ -61,10 +63,20 @@ def layout_specs(
     if singles:
         add(split(model, []), [singles], 0)
         groups = 1
+    recompute = position_inputs(model)
     for pipeline in (p for p in layout.pipelines if len(p.stages) > 1):
-        add(split(model, segments.cuts_of(pipeline.stages)), [(s.worker,) for s in pipeline.stages], groups)
+        cuts = segments.cuts_of(pipeline.stages)
+        add(split(model, cuts, recompute), [(s.worker,) for s in pipeline.stages], groups)
         groups += 1
     return specs, shards
+
+
+def position_inputs(model: onnx.ModelProto, declared: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The inputs each stage of a decoder builds from a session's length, where the model is one."""
+    if not (declared or is_decoder(model)):
+        return ()
+    names = {i.name for i in model.graph.input}
+    return tuple(name for name in POSITION_INPUTS if name in names)
 
 
 def decoder_states(
