@@ -36,13 +36,15 @@ def reference_per_token(path: Path, tokens: int) -> float:
     return (time.perf_counter() - start) / tokens
 
 
-async def per_token(fleet: LocalFleet, tokens: int, sessions: int, want: list[int]) -> tuple[float, float]:
+async def per_token(
+    fleet: LocalFleet, tokens: int, sessions: int, want: list[int], model: str = "llm"
+) -> tuple[float, float]:
     """(median seconds between tokens of one session, tokens/s of all) with `sessions` in flight."""
     gaps: list[float] = []
 
     async def one(client: AsyncClient) -> int:
         got, last = [], time.perf_counter()
-        async for token in client.generate_stream("llm", token_ids=PROMPT, max_tokens=tokens, timeout=300):
+        async for token in client.generate_stream(model, token_ids=PROMPT, max_tokens=tokens, timeout=300):
             now = time.perf_counter()
             if got:
                 gaps.append(now - last)
@@ -57,6 +59,22 @@ async def per_token(fleet: LocalFleet, tokens: int, sessions: int, want: list[in
         start = time.perf_counter()
         made = sum(await asyncio.gather(*(one(client) for _ in range(sessions))))
         return statistics.median(gaps), made / (time.perf_counter() - start)
+
+
+def first_token(fleet: LocalFleet, path: Path, model: str, length: int = 128) -> tuple[float, float]:
+    """(seconds to the first token through the fleet, one session's prefill) for a `length`-token
+    prompt, the medians of 3."""
+    prompt = tuple(i % 250 + 1 for i in range(length))
+    fleet_s, local_s = [], []
+    with fleet.client() as client:
+        for _ in range(3):
+            start = time.perf_counter()
+            next(iter(client.generate_stream(model, token_ids=prompt, max_tokens=1, timeout=300)))
+            fleet_s.append(time.perf_counter() - start)
+            steps: list[float] = []
+            generate_reference(path, prompt, 1, step_seconds=steps)
+            local_s.append(steps[0])
+    return statistics.median(fleet_s), statistics.median(local_s)
 
 
 def recovery(fleet: LocalFleet, path: Path, context: int) -> float:
@@ -83,6 +101,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgeswarm-generate-bench-") as tmp:
         path = Path(tmp) / "llm.onnx"
@@ -97,16 +116,32 @@ def main() -> None:
             f"{args.tokens} generated"
         )
         print(f"one ONNX Runtime session, its own cache: {1000 * one:.2f} ms/token")
-        print("| design | sessions | ms between tokens | vs one session | tokens/s |")
-        print("| --- | ---: | ---: | ---: | ---: |")
+        print("| design | stages | sessions | ms between tokens | vs one session | tokens/s |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        firsts = []
         for label, env in (("ring", {}), ("relay", {"EDGESWARM_COORDINATOR_RING": "false"})):
             with LocalFleet(Path(tmp) / label, workers=3, secure=True, env=env) as fleet:
                 fleet.wait_ready(timeout=60)
+                shapes = (1, 2, 3) if label == "ring" else (3,)
                 with fleet.client() as client:
-                    client.deploy(path, "llm", mode="pipeline", stages=3, timeout=120)
-                for sessions in (1, 4):
-                    gap, rate = asyncio.run(per_token(fleet, args.tokens, sessions, want))
-                    print(f"| {label} | {sessions} | {1000 * gap:.2f} | {gap / one:.2f}x | {rate:.0f} |")
+                    for stages in shapes:
+                        client.deploy(path, f"llm-{stages}", mode="pipeline", stages=stages, timeout=120)
+                for stages in shapes:
+                    for sessions in (1, 4, 8) if stages == 2 or label == "relay" else (1,):
+                        gap, rate = asyncio.run(
+                            per_token(fleet, args.tokens, sessions, want, f"llm-{stages}")
+                        )
+                        print(
+                            f"| {label} | {stages} | {sessions} | {1000 * gap:.2f} | {gap / one:.2f}x | {rate:.0f} |"
+                        )
+                if label == "ring":
+                    firsts = [(stages, *first_token(fleet, path, f"llm-{stages}")) for stages in shapes]
+        print("\n| stages | first token of a 128-token prompt, ms | one session's prefill, ms |")
+        print("| ---: | ---: | ---: |")
+        for stages, fleet_s, local_s in firsts:
+            print(f"| {stages} | {1000 * fleet_s:.1f} | {1000 * local_s:.1f} |")
+        if not args.recovery:
+            return
         print("\n| context tokens | longest gap when a worker is killed, s |")
         print("| ---: | ---: |")
         for context in (16, 256, 1024):
