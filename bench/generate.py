@@ -131,9 +131,8 @@ def main() -> None:
                         gap, rate = asyncio.run(
                             per_token(fleet, args.tokens, sessions, want, f"llm-{stages}")
                         )
-                        print(
-                            f"| {label} | {stages} | {sessions} | {1000 * gap:.2f} | {gap / one:.2f}x | {rate:.0f} |"
-                        )
+                        row = f"{1000 * gap:.2f} | {gap / one:.2f}x | {rate:.0f}"
+                        print(f"| {label} | {stages} | {sessions} | {row} |")
                 if label == "ring":
                     firsts = [(stages, *first_token(fleet, path, f"llm-{stages}")) for stages in shapes]
         print("\n| stages | first token of a 128-token prompt, ms | one session's prefill, ms |")
