@@ -37,11 +37,11 @@ class Settings:
 
     @property
     def requests(self) -> int:
-        return 25 if self.quick else 100
+        return 15 if self.quick else 100
 
     @property
     def seconds(self) -> float:
-        return 2.0 if self.quick else 6.0
+        return 1.0 if self.quick else 6.0
 
     @property
     def models(self) -> dict[str, dict[str, int]]:
