@@ -118,7 +118,7 @@ class GrpcWorkerClient:
 
     async def describe(self, coordinator: str = "", timeout: float = 10.0) -> worker_pb2.WorkerDescription:
         with self._translated():
-            request = worker_pb2.DescribeRequest(coordinator=coordinator, route_key=routes.key())
+            request = worker_pb2.DescribeRequest(coordinator=coordinator, route_key=routes.public_key())
             description: worker_pb2.WorkerDescription = await self._worker.Describe(request, timeout=timeout)
         return description
 

@@ -1,59 +1,75 @@
-"""Routes and plans bound to the coordinator that issued them.
+"""Routes and plans bound to the coordinator that issued them, by its signature.
 
-The coordinator keeps a secret key (DIR/pki/route.key, made once) and gives it to each worker in its
-Describe call, which only the coordinator's certificate may make. With it:
+The coordinator keeps a signing key (Ed25519, DIR/pki/route.key, made once) and gives its public
+half to each worker in its Describe call, which only the coordinator's certificate may make. With it:
 
-- every RunStage request carries one MAC per hop, `route_macs[i]` over the request id, the model and
-  the hops from i on, so a worker runs and forwards a route only as the coordinator issued it (a
-  fleet worker cannot make one up, or change where a route goes);
-- every plan the coordinator loads on a worker carries a MAC, so a restarted coordinator adopts a
-  plan a worker reports only when it issued it.
+- every RunStage request carries one signature per hop, `route_macs[i]` over the request id, the
+  model, a generation's session (its id and sampling; not its position, which the ring's last stage
+  advances) and the hops from i on. A worker runs and forwards a route only as the coordinator
+  issued it: a fleet worker can verify routes but cannot make one up, nor change where one goes;
+- every plan the coordinator loads on a worker carries its signature, so a restarted coordinator
+  adopts a plan a worker reports only when it issued it.
 
 A process that was given no key (--insecure) signs and checks nothing. Pure but for that key.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Sequence
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.errors import PermissionDenied
 
-_key = b""
+_signing: Ed25519PrivateKey | None = None  # the coordinator's
+_verifying: Ed25519PublicKey | None = None  # every process that checks: the coordinator's public key
+RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 
 
-def use_key(key: bytes) -> None:
-    global _key
-    _key = key
+def use_key(secret: bytes) -> None:
+    """The coordinator's signing key (32 bytes); empty: none (signs and checks nothing)."""
+    global _signing, _verifying
+    _signing = Ed25519PrivateKey.from_private_bytes(secret) if secret else None
+    _verifying = _signing.public_key() if _signing is not None else None
 
 
-def key() -> bytes:
-    return _key
+def use_public_key(public: bytes) -> None:
+    """A worker's: the coordinator's public key, as its Describe call gave it."""
+    global _signing, _verifying
+    _signing, _verifying = None, Ed25519PublicKey.from_public_bytes(public) if public else None
 
 
-def _mac(*parts: bytes) -> bytes:
-    digest = hmac.new(_key, digestmod=hashlib.sha256)
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.digest()
+def public_key() -> bytes:
+    return _verifying.public_bytes(*RAW) if _verifying is not None else b""
+
+
+def _message(*parts: bytes) -> bytes:
+    return b"".join(len(part).to_bytes(8, "big") + part for part in parts)
+
+
+def _session(request: worker_pb2.StageRequest) -> bytes:
+    """What of a generation's step the signature covers: the session and its sampling."""
+    if not request.HasField("session"):
+        return b""
+    step = request.session
+    covered = worker_pb2.SessionStep(id=step.id, sampling=step.sampling, ring=step.ring)
+    return covered.SerializeToString(deterministic=True)
 
 
 def route_macs(
     request_id: str, model: str, hops: Sequence[worker_pb2.Hop], session: bytes = b""
 ) -> list[bytes]:
-    """One MAC per hop, each over the route from that hop on (and a generation's step); none
-    without a key."""
-    if not _key:
+    """One signature per hop, each over the route from that hop on; none without a signing key."""
+    if _signing is None:
         return []
     encoded = [hop.SerializeToString(deterministic=True) for hop in hops]
-    return [_mac(request_id.encode(), model.encode(), session, *encoded[i:]) for i in range(len(hops))]
-
-
-def _session(request: worker_pb2.StageRequest) -> bytes:
-    return request.session.SerializeToString(deterministic=True) if request.HasField("session") else b""
+    return [
+        _signing.sign(_message(request_id.encode(), model.encode(), session, *encoded[i:]))
+        for i in range(len(hops))
+    ]
 
 
 def sign_route(request: worker_pb2.StageRequest) -> worker_pb2.StageRequest:
@@ -64,14 +80,18 @@ def sign_route(request: worker_pb2.StageRequest) -> worker_pb2.StageRequest:
 
 def check_route(request: worker_pb2.StageRequest) -> None:
     """PermissionDenied unless the route from this hop on is as the coordinator issued it."""
-    if not _key:
+    if _verifying is None:
         raise PermissionDenied("this worker has no route key yet: the coordinator has not described it")
     if not request.route_macs:
         raise PermissionDenied("the route carries no MAC: routes come from the coordinator only")
     hops = [hop.SerializeToString(deterministic=True) for hop in request.route]
-    want = _mac(request.request_id.encode(), request.model.encode(), _session(request), *hops)
-    if not hmac.compare_digest(want, request.route_macs[0]):
-        raise PermissionDenied("the route is not one the coordinator issued (its MAC does not match)")
+    message = _message(request.request_id.encode(), request.model.encode(), _session(request), *hops)
+    try:
+        _verifying.verify(request.route_macs[0], message)
+    except InvalidSignature:
+        raise PermissionDenied(
+            "the route is not one the coordinator issued (its MAC does not match)"
+        ) from None
 
 
 def onward_macs(request: worker_pb2.StageRequest) -> list[bytes]:
@@ -80,16 +100,20 @@ def onward_macs(request: worker_pb2.StageRequest) -> list[bytes]:
 
 def sign_plan(manifest: worker_pb2.PlanManifest) -> worker_pb2.PlanManifest:
     manifest.signature = b""
-    if _key:
-        manifest.signature = _mac(manifest.SerializeToString(deterministic=True))
+    if _signing is not None:
+        manifest.signature = _signing.sign(manifest.SerializeToString(deterministic=True))
     return manifest
 
 
 def plan_is_signed(manifest: worker_pb2.PlanManifest) -> bool:
     """Whether the coordinator issued this plan (always, without a key: nothing is signed then)."""
-    if not _key:
+    if _verifying is None:
         return True
     unsigned = worker_pb2.PlanManifest()
     unsigned.CopyFrom(manifest)
     unsigned.signature = b""
-    return hmac.compare_digest(_mac(unsigned.SerializeToString(deterministic=True)), manifest.signature)
+    try:
+        _verifying.verify(manifest.signature, unsigned.SerializeToString(deterministic=True))
+    except InvalidSignature:
+        return False
+    return True

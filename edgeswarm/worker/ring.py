@@ -25,7 +25,6 @@ import numpy as np
 from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.errors import EdgeswarmError, InternalError, InvalidRequest, NotFound
-from edgeswarm.security import routes
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +95,16 @@ class Rings:
         following = worker_pb2.SessionStep()
         following.CopyFrom(step)
         following.position, following.length, following.step = step.position + step.length, 1, index + 1
+        # The same route and signatures as the first step: they cover the session, not its position.
         self._send(
             ring,
-            routes.sign_route(
-                worker_pb2.StageRequest(
-                    request_id=f"{step.id}:{following.position}",
-                    model=request.model,
-                    tensors=[codec.encode("input_ids", np.array([[token]], np.int64))],
-                    route=start.first.route,
-                    session=following,
-                )
+            worker_pb2.StageRequest(
+                request_id=start.first.request_id,
+                model=request.model,
+                tensors=[codec.encode("input_ids", np.array([[token]], np.int64))],
+                route=start.first.route,
+                route_macs=start.first.route_macs,
+                session=following,
             ),
         )
 

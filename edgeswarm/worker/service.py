@@ -84,7 +84,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.WorkerDescription:
         if request.route_key:  # only the coordinator may call Describe (security.roles)
-            routes.use_key(request.route_key)
+            routes.use_public_key(request.route_key)
         if request.coordinator and request.coordinator != self.coordinator:
             self.coordinator = request.coordinator
             log.info(

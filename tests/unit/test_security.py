@@ -174,7 +174,7 @@ def test_enrolment_and_renewal_check_token_role_name_and_key(tmp_path: Path) -> 
 @pytest.fixture
 def route_key() -> Iterator[bytes]:
     routes.use_key(b"k" * 32)
-    yield routes.key()
+    yield routes.public_key()
     routes.use_key(b"")
 
 
@@ -226,3 +226,31 @@ def test_a_restarted_coordinator_adopts_only_plans_it_signed_for_stages_it_holds
     assert not recovery._not_ours(genuine)
     assert "signature is not this coordinator's" in recovery._not_ours(forged)
     assert "this coordinator never cut" in recovery._not_ours(unknown)
+
+
+def test_a_worker_holding_the_routes_public_key_can_check_routes_but_not_make_them(route_key: bytes) -> None:
+    issued = routes.sign_route(worker_pb2.StageRequest(request_id="r1", model="m", route=[hop("a", "w1:1")]))
+    routes.use_public_key(route_key)  # as a worker holds it, from Describe
+    routes.check_route(issued)
+    assert routes.route_macs("r2", "m", [hop("a", "evil:1")]) == []  # nothing to sign with
+    routes.use_key(b"x" * 32)  # another key altogether: what it signs does not verify for this fleet
+    forged = routes.sign_route(
+        worker_pb2.StageRequest(request_id="r2", model="m", route=[hop("a", "evil:1")])
+    )
+    routes.use_public_key(route_key)
+    with pytest.raises(PermissionDenied, match="not one the coordinator issued"):
+        routes.check_route(forged)
+    # A generation's route is signed for its session, whatever step of it runs.
+    routes.use_key(b"k" * 32)
+    step = worker_pb2.StageRequest(
+        request_id="s:0",
+        model="m",
+        route=[hop("a", "w1:1")],
+        session=worker_pb2.SessionStep(id="s", position=0),
+    )
+    routes.sign_route(step)
+    step.session.position, step.session.step = 17, 9
+    routes.check_route(step)
+    step.session.id = "another"
+    with pytest.raises(PermissionDenied):
+        routes.check_route(step)
