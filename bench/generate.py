@@ -15,66 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import onnx
 
-from edgeswarm.client import AsyncClient
 from edgeswarm.dev import llm
+from edgeswarm.dev.bench.generation import PROMPT, first_token, per_token, reference_per_token
 from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.dev.reference import generate_reference
-
-PROMPT = tuple(range(1, 17))
-
-
-def reference_per_token(path: Path, tokens: int) -> float:
-    start = time.perf_counter()
-    generate_reference(path, PROMPT, tokens)
-    return (time.perf_counter() - start) / tokens
-
-
-async def per_token(
-    fleet: LocalFleet, tokens: int, sessions: int, want: list[int], model: str = "llm"
-) -> tuple[float, float]:
-    """(median seconds between tokens of one session, tokens/s of all) with `sessions` in flight."""
-    gaps: list[float] = []
-
-    async def one(client: AsyncClient) -> int:
-        got, last = [], time.perf_counter()
-        async for token in client.generate_stream(model, token_ids=PROMPT, max_tokens=tokens, timeout=300):
-            now = time.perf_counter()
-            if got:
-                gaps.append(now - last)
-            got.append(token.token_id)
-            last = now
-        assert got == want, "tokens differ from the reference"
-        return len(got)
-
-    async with AsyncClient(fleet.coordinator_address, credentials=fleet.credentials) as client:
-        await one(client)  # warm-up
-        gaps.clear()
-        start = time.perf_counter()
-        made = sum(await asyncio.gather(*(one(client) for _ in range(sessions))))
-        return statistics.median(gaps), made / (time.perf_counter() - start)
-
-
-def first_token(fleet: LocalFleet, path: Path, model: str, length: int = 128) -> tuple[float, float]:
-    """(seconds to the first token through the fleet, one session's prefill) for a `length`-token
-    prompt, the medians of 3."""
-    prompt = tuple(i % 250 + 1 for i in range(length))
-    fleet_s, local_s = [], []
-    with fleet.client() as client:
-        for _ in range(3):
-            start = time.perf_counter()
-            next(iter(client.generate_stream(model, token_ids=prompt, max_tokens=1, timeout=300)))
-            fleet_s.append(time.perf_counter() - start)
-            steps: list[float] = []
-            generate_reference(path, prompt, 1, step_seconds=steps)
-            local_s.append(steps[0])
-    return statistics.median(fleet_s), statistics.median(local_s)
 
 
 def recovery(fleet: LocalFleet, path: Path, context: int) -> float:

@@ -51,6 +51,7 @@ def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
     differences = ("hop_plaintext_ms", "hop_tls_ms", "tls_per_hop_ms", "tls_per_request_ms")
     assert all(math.isfinite(r[key]) for r in tls for key in differences)  # of timings: not always > 0
     assert "| request, 1 replica |" in done.stdout
+    assert results["generation"] == {"skipped": "not in --quick"}  # its figures: the full run only
     checked = results["perf_analyzer"]
     assert "skipped" not in checked or os.environ.get("CI") != "true", checked  # CI installs what it needs
     if "skipped" not in checked:  # Triton's load generator measured the same load beside ours

@@ -148,5 +148,27 @@ def tables(results: dict[str, Any]) -> str:
             f"| {r['size']} ({r['requests']} requests) | {f['plaintext_p50_ms']:.2f} | {f['tls_p50_ms']:.2f} "
             f"| {f['ratio']:.2f}x | {hops} |"
         )
+    out += _generation(results.get("generation", {"skipped": "not measured"}))
     out += [f"measured in {results['seconds']:.0f} s"]
     return "\n".join(out)
+
+
+def _generation(figures: dict[str, Any]) -> list[str]:
+    if "skipped" in figures:
+        return ["", f"generation: {figures['skipped']}"]
+    model = figures["model"]
+    out = ["", f"generation: tiny LLM, {model['layers']} layers, width {model['width']}; one session running "
+           f"the loop: {figures['floor_ms_per_token']:.2f} ms a token",
+           "| stages | ms a token | vs one session | first token of 128, ms | one session's prefill, ms |",
+           "| ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for row in figures["pipelines"]:
+        out.append(
+            f"| {row['stages']} | {row['ms_per_token']:.2f} | {row['vs_floor']:.2f}x "
+            f"| {row['first_token_ms']:.1f} | {row['prefill_ms']:.1f} |"
+        )
+    eight = figures["eight_sessions"]
+    out.append(
+        f"8 sessions through 2 stages: {eight['tokens_per_s']:.0f} tokens/s, {eight['vs_bound']:.2f}x "
+        f"the bound of two even stages ({eight['bound_tokens_per_s']:.0f})"
+    )
+    return out

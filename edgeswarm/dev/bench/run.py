@@ -35,6 +35,7 @@ from edgeswarm.channels import channel_options, open_channel
 from edgeswarm.client import AsyncClient, Client
 from edgeswarm.dev import perf_analyzer, zoo
 from edgeswarm.dev.bench import barerelay
+from edgeswarm.dev.bench.generation import generation
 from edgeswarm.dev.bench.harness import (
     HOP_BYTES,
     HOP_STAGES,
@@ -343,6 +344,7 @@ def run(settings: Settings, json_path: Path | None = None, chart_path: Path | No
         # Two fleets of its own, plaintext then secure, once the one above is gone; few requests in --quick.
         count, warm_up = (10, 2) if settings.quick else (settings.requests, 5)
         results["tls"] = [asdict(row) for row in tls_cost(folder / "tls", count, warm_up)]
+        results["generation"] = {"skipped": "not in --quick"} if settings.quick else generation(folder)
         results["seconds"] = time.perf_counter() - started
     if json_path is not None:
         json_path.write_text(json.dumps(results, indent=2))
