@@ -20,7 +20,8 @@ from edgeswarm.errors import InvalidRequest, PlacementError
 from edgeswarm.graph.partition import StagePart
 
 TOKEN_INPUT = "input_ids"
-POSITION_INPUTS = ("attention_mask", "position_ids")
+ATTENTION_MASK, POSITION_IDS = "attention_mask", "position_ids"
+POSITION_INPUTS = (ATTENTION_MASK, POSITION_IDS)
 LOGITS = "logits"
 
 

@@ -265,7 +265,6 @@ def split(model: onnx.ModelProto, cuts: Sequence[int], recompute: Collection[str
                 f"cut {cut} must lie in ({previous}, {n}): cuts are increasing node positions"
             )
         previous = cut
-    infos = g.infos
     bounds = [0, *cuts, n]
     parts = []
     for index, (first, end) in enumerate(itertools.pairwise(bounds)):
@@ -280,28 +279,38 @@ def split(model: onnx.ModelProto, cuts: Sequence[int], recompute: Collection[str
             raise PartitionError(
                 f"stage {index} (nodes {first}..{end - 1}) produces nothing later stages read"
             )
-        weights = [g.initializers[t] for t in sorted(read) if t in g.initializers]
-        graph = helper.make_graph(
-            g.nodes[first:end],
-            f"{model.graph.name}_stage{index}",
-            [_typed(t, infos) for t in inputs],
-            [_typed(t, infos) for t in outputs],
-            weights,
-        )
-        stage = helper.make_model(
-            graph, opset_imports=list(model.opset_import), functions=list(model.functions)
-        )
-        stage.ir_version = model.ir_version
-        parts.append(
-            StagePart(
-                index=index,
-                model=stage.SerializeToString(),
-                inputs=tuple(inputs),
-                outputs=tuple(outputs),
-                carry=later,
-                first_node=first,
-                last_node=end - 1,
-                parameter_bytes=sum(tensor_nbytes(w) for w in weights),
-            )
-        )
+        parts.append(stage_part(model, g, index, range(first, end), inputs, outputs, later))
     return parts
+
+
+def stage_part(
+    model: onnx.ModelProto,
+    g: Graph,
+    index: int,
+    positions: Sequence[int],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    carry: Sequence[str],
+) -> StagePart:
+    """The stage of `model` that runs its nodes at `positions` (in order), with the weights they read."""
+    read = {name for i in positions for name in g.reads[i]}
+    weights = [g.initializers[t] for t in sorted(read) if t in g.initializers]
+    graph = helper.make_graph(
+        [g.nodes[i] for i in positions],
+        f"{model.graph.name}_stage{index}",
+        [_typed(t, g.infos) for t in inputs],
+        [_typed(t, g.infos) for t in outputs],
+        weights,
+    )
+    stage = helper.make_model(graph, opset_imports=list(model.opset_import), functions=list(model.functions))
+    stage.ir_version = model.ir_version
+    return StagePart(
+        index=index,
+        model=stage.SerializeToString(),
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        carry=tuple(carry),
+        first_node=positions[0],
+        last_node=positions[-1],
+        parameter_bytes=sum(tensor_nbytes(w) for w in weights),
+    )

@@ -13,10 +13,8 @@ import itertools
 from collections.abc import Sequence
 
 import onnx
-from onnx import helper
 
-from edgeswarm.graph.costs import tensor_nbytes
-from edgeswarm.graph.partition import Graph, PartitionError, StagePart, _typed
+from edgeswarm.graph.partition import Graph, PartitionError, StagePart, stage_part
 
 # Most nodes, and most weight bytes, a tensor's copied subgraph may have: beyond, it is real work,
 # and it crosses the cut as it is.
@@ -78,31 +76,7 @@ def split_recomputing(model: onnx.ModelProto, cuts: Sequence[int], free: frozens
             outputs = [t for t in g.outputs if t in made_here]
         if not outputs:
             raise PartitionError(f"stage {index} produces nothing later stages read")
-        read = {name for i in positions for name in g.reads[i]}
-        weights = [g.initializers[t] for t in sorted(read) if t in g.initializers]
-        graph = helper.make_graph(
-            [g.nodes[i] for i in positions],
-            f"{model.graph.name}_stage{index}",
-            [_typed(t, g.infos) for t in inputs[index]],
-            [_typed(t, g.infos) for t in outputs],
-            weights,
-        )
-        stage = helper.make_model(
-            graph, opset_imports=list(model.opset_import), functions=list(model.functions)
-        )
-        stage.ir_version = model.ir_version
-        parts.append(
-            StagePart(
-                index=index,
-                model=stage.SerializeToString(),
-                inputs=tuple(inputs[index]),
-                outputs=tuple(outputs),
-                carry=tuple(carry),
-                first_node=positions[0],
-                last_node=positions[-1],
-                parameter_bytes=sum(tensor_nbytes(w) for w in weights),
-            )
-        )
+        parts.append(stage_part(model, g, index, positions, inputs[index], outputs, carry))
     return parts
 
 

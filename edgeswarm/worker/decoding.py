@@ -16,6 +16,7 @@ import numpy as np
 from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.errors import InvalidRequest, NotFound, StageUnavailable
+from edgeswarm.graph.decoder import ATTENTION_MASK, LOGITS, POSITION_IDS
 from edgeswarm.metrics import SESSION_HOP_BYTES, SESSION_HOP_STEPS
 from edgeswarm.sampling import Sampling, sample
 from edgeswarm.security import routes
@@ -26,7 +27,6 @@ from edgeswarm.worker.wire_runs import hand_on
 
 log = logging.getLogger(__name__)
 
-ATTENTION_MASK, POSITION_IDS, LOGITS = "attention_mask", "position_ids", "logits"
 Forward = Callable[[worker_pb2.StageRequest, float | None], Awaitable[bytes]]
 
 

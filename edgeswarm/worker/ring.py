@@ -25,6 +25,7 @@ import numpy as np
 from edgeswarm import codec
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.errors import EdgeswarmError, InternalError, InvalidRequest, NotFound
+from edgeswarm.graph.decoder import TOKEN_INPUT
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Rings:
             worker_pb2.StageRequest(
                 request_id=start.first.request_id,
                 model=request.model,
-                tensors=[codec.encode("input_ids", np.array([[token]], np.int64))],
+                tensors=[codec.encode(TOKEN_INPUT, np.array([[token]], np.int64))],
                 route=start.first.route,
                 route_macs=start.first.route_macs,
                 session=following,

@@ -26,15 +26,13 @@ from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.coordinator.serving.route_choice import RouteHop, choose_route
 from edgeswarm.coordinator.serving.router import FleetState, Transport
 from edgeswarm.errors import DeadlineExceeded, InternalError, InvalidRequest, NotFound, StageUnavailable
+from edgeswarm.graph.decoder import LOGITS, POSITION_INPUTS, TOKEN_INPUT
 from edgeswarm.plans import Plan
 from edgeswarm.sampling import Sampling
 from edgeswarm.security import routes
 
 log = logging.getLogger(__name__)
 
-TOKEN_INPUT, LOGITS = "input_ids", "logits"
-# Inputs every stage builds from the session's length: they never cross a hop.
-POSITION_INPUTS = frozenset({"attention_mask", "position_ids"})
 # Most routes one generation may move to before it gives up, and the wait between looks for one
 # while none is usable.
 MAX_ROUTES = 8
