@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -76,10 +76,12 @@ def split_to_files(
     out_dir: Path,
     model: onnx.ModelProto | None = None,
     check: Callable[[list[StagePart]], None] = lambda parts: None,
+    recompute: Collection[str] = (),
 ) -> list[StageFiles]:
     """Cuts the model at `model_path` (whose structure, as `load_structure` reads it, may be given) and
     writes each stage as `stage<k>.onnx` + a data file named by its sha256, which the graph names.
     `check(parts)` sees the stages before any byte is written, and may refuse them by raising.
+    `recompute` names the inputs a decoder's stages rebuild themselves, as in `partition.split`.
 
     The model is read without its external data; each stage's weights are copied from the source
     data files range by range, so a weight used by two stages is written into both.
@@ -88,7 +90,7 @@ def split_to_files(
     model = model if model is not None else load_structure(model_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     stages = []
-    parts = split(model, cuts)
+    parts = split(model, cuts, recompute)
     check(parts)
     for part in parts:
         stage = onnx.load_from_string(part.model)

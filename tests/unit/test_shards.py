@@ -14,12 +14,14 @@ import pytest
 from onnx.external_data_helper import uses_external_data
 
 from edgeswarm.dev import zoo
+from edgeswarm.dev.llm import tiny_llm
 from edgeswarm.graph.costs import tensor_nbytes
 from edgeswarm.graph.inspection import inspect_model
-from edgeswarm.graph.partition import natural_cuts
+from edgeswarm.graph.partition import balanced_cuts, natural_cuts
 from edgeswarm.graph.samples import sample_inputs
 from edgeswarm.graph.stagefiles import INLINE_BYTES, split_to_files
 from tests.helpers import OPTIONS, run_whole
+from tests.unit.test_recompute import POSITIONS, feeds
 
 
 def save_external(model: onnx.ModelProto, path: Path) -> None:
@@ -31,9 +33,15 @@ def save_external(model: onnx.ModelProto, path: Path) -> None:
     )
 
 
-def run_stage_files(model_path: Path, cuts: list[int], out: Path, inputs: dict[str, np.ndarray]) -> dict:
+def run_stage_files(
+    model_path: Path,
+    cuts: list[int],
+    out: Path,
+    inputs: dict[str, np.ndarray],
+    recompute: tuple[str, ...] = (),
+) -> dict:
     env = dict(inputs)
-    for stage in split_to_files(model_path, cuts, out):
+    for stage in split_to_files(model_path, cuts, out, recompute=recompute):
         session = ort.InferenceSession(str(stage.model), OPTIONS)
         outputs = session.run(list(stage.part.outputs), {n: env[n] for n in stage.part.inputs})
         env.update(zip(stage.part.outputs, outputs, strict=True))
@@ -108,3 +116,19 @@ def test_inspect_reads_an_external_data_model_without_its_weights(tmp_path: Path
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == inspect_model(model)
+
+
+def test_a_decoder_in_external_data_computes_its_position_tensors_in_each_stage_file(tmp_path: Path) -> None:
+    """The mask bias and rotary tables a decoder shares between its layers do not cross a stage file's
+    cut (they would grow with the context); the chained stages give the whole model's bits."""
+    model = tiny_llm(layers=4, shared_positions=True)
+    source = tmp_path / "llm.onnx"
+    save_external(model, source)
+    cuts = balanced_cuts(model, 3)
+    stages = split_to_files(source, cuts, tmp_path / "cut", recompute=POSITIONS)
+    for stage in stages[:-1]:
+        crossing = [t for t in stage.part.outputs if not t.startswith("present.")]
+        assert len(crossing) == 1, crossing  # the hidden state alone
+    got = run_stage_files(source, cuts, tmp_path / "again", feeds(), POSITIONS)
+    want = run_whole(model, feeds())
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)

@@ -12,7 +12,12 @@ from typing import Any
 import onnx
 
 from edgeswarm.coordinator.deploying.installer import Installer
-from edgeswarm.coordinator.deploying.layouts import decoder_states, layout_specs, parse_and_split
+from edgeswarm.coordinator.deploying.layouts import (
+    decoder_states,
+    layout_specs,
+    parse_and_split,
+    position_inputs,
+)
 from edgeswarm.coordinator.deploying.registry import DeployRequest, Registry
 from edgeswarm.coordinator.fleet.members import Members
 from edgeswarm.coordinator.modelstore import StoredModel
@@ -93,7 +98,7 @@ class Deployer:
                 placed = place(name, stage_count, per_stage, live, load)
                 await asyncio.to_thread(self.store.make_room, model.size, *self.kept())
                 signature, specs, stage_data = await asyncio.to_thread(
-                    self._cut_files, name, model, stage_count, placed, quantization
+                    self._cut_files, name, model, stage_count, placed, quantization, states
                 )
                 placed_as = Mode.PIPELINE if mode is Mode.AUTO else mode
                 plan = Plan(name, version, placed_as, signature, tuple(specs))
@@ -265,6 +270,7 @@ class Deployer:
         stage_count: int,
         placed: Sequence[tuple[str, ...]],
         quantization: Quantization | None,
+        states: Mapping[str, str] | None = None,
     ) -> tuple[Signature, list[StageSpec], dict[str, list[str]]]:
         """Cuts a model kept in external data into the store, stage by stage, its weights copied range by
         range, and quantizes each stage on its own if asked: the model is never whole in memory.
@@ -285,7 +291,11 @@ class Deployer:
             with self.store.incoming() as out:
                 specs = []
                 for files, workers in zip(
-                    split_to_files(model.path, cuts, out, structure, fits), placed, strict=True
+                    split_to_files(
+                        model.path, cuts, out, structure, fits, position_inputs(structure, states)
+                    ),
+                    placed,
+                    strict=True,
                 ):
                     if quantization is None:
                         sha = self.store.adopt_stage(files.model, files.data, files.data_sha256)
