@@ -10,11 +10,14 @@ half to each worker in its Describe call, which only the coordinator's certifica
 - every plan the coordinator loads on a worker carries its signature, so a restarted coordinator
   adopts a plan a worker reports only when it issued it.
 
-A process that was given no key (--insecure) signs and checks nothing. Pure but for that key.
+A process that was given no key (--insecure) signs and checks nothing. Pure but for that key and
+the signatures it has checked: a generation's every step carries its first step's signatures over
+the same bytes, so each is checked once (RECENT of them are kept).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidSignature
@@ -27,11 +30,14 @@ from edgeswarm.errors import PermissionDenied
 _signing: Ed25519PrivateKey | None = None  # the coordinator's
 _verifying: Ed25519PublicKey | None = None  # every process that checks: the coordinator's public key
 RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+RECENT = 4096
+_checked: OrderedDict[bytes, bytes] = OrderedDict()  # signature -> the message it was checked on
 
 
 def use_key(secret: bytes) -> None:
     """The coordinator's signing key (32 bytes); empty: none (signs and checks nothing)."""
     global _signing, _verifying
+    _checked.clear()
     _signing = Ed25519PrivateKey.from_private_bytes(secret) if secret else None
     _verifying = _signing.public_key() if _signing is not None else None
 
@@ -39,6 +45,7 @@ def use_key(secret: bytes) -> None:
 def use_public_key(public: bytes) -> None:
     """A worker's: the coordinator's public key, as its Describe call gave it."""
     global _signing, _verifying
+    _checked.clear()
     _signing, _verifying = None, Ed25519PublicKey.from_public_bytes(public) if public else None
 
 
@@ -86,12 +93,19 @@ def check_route(request: worker_pb2.StageRequest) -> None:
         raise PermissionDenied("the route carries no MAC: routes come from the coordinator only")
     hops = [hop.SerializeToString(deterministic=True) for hop in request.route]
     message = _message(request.request_id.encode(), request.model.encode(), _session(request), *hops)
+    signature = request.route_macs[0]
+    if _checked.get(signature) == message:
+        _checked.move_to_end(signature)
+        return
     try:
-        _verifying.verify(request.route_macs[0], message)
+        _verifying.verify(signature, message)
     except InvalidSignature:
         raise PermissionDenied(
             "the route is not one the coordinator issued (its MAC does not match)"
         ) from None
+    _checked[signature] = message
+    if len(_checked) > RECENT:
+        _checked.popitem(last=False)
 
 
 def onward_macs(request: worker_pb2.StageRequest) -> list[bytes]:
