@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from edgeswarm.client import AsyncClient, Client, InvalidRequest, NotFound, ResourceExhausted
 from edgeswarm.dev import zoo
+from edgeswarm.dev.bench.generation import hop_figures
 from edgeswarm.dev.llm import tiny_llm
 from edgeswarm.dev.localfleet import LOOPBACK, LocalFleet, free_port, wait_until
 from edgeswarm.dev.reference import generate_reference
@@ -175,9 +175,15 @@ def test_only_the_new_tokens_hidden_states_cross_a_boundary(  # type: ignore[no-
     make_fleet, llm: Path, tmp_path: Path
 ) -> None:
     """For the tiny LLM, and for its twin whose mask and rotary tables are computed once and read by
-    every layer (as exports do): there, each stage computes them again instead of receiving them."""
-    shared = tmp_path / "shared.onnx"
+    every layer (as exports do): there, each stage computes them again instead of receiving them,
+    also when the model comes with its weights in external data (cut from disk)."""
+    shared, external = tmp_path / "shared.onnx", tmp_path / "external" / "llm.onnx"
     onnx.save(tiny_llm(layers=4, shared_positions=True), str(shared))
+    external.parent.mkdir()
+    onnx.save(
+        tiny_llm(layers=4, shared_positions=True), str(external),
+        save_as_external_data=True, location="llm.data", size_threshold=0,
+    )  # fmt: skip
     fleet = make_fleet(workers=0)
     metrics = {}
     for name in ("worker1", "worker2"):
@@ -187,11 +193,11 @@ def test_only_the_new_tokens_hidden_states_cross_a_boundary(  # type: ignore[no-
     fleet.wait_ready(timeout=60)
     tokens, width = 64, 64  # the tiny LLM's hidden state: 64 float32 a token
     with Client(fleet.coordinator_address) as client:
-        for model, path in (("llm", llm), ("llm-shared", shared)):
+        for model, path in (("llm", llm), ("llm-shared", shared), ("llm-external", external)):
             client.deploy(path, model, mode="pipeline", stages=2, timeout=120)
             got = client.generate(model, token_ids=PROMPT, max_tokens=tokens, timeout=120)
             assert list(got.token_ids) == generate_reference(path, PROMPT, tokens)
-    for model in ("llm", "llm-shared"):
+    for model in ("llm", "llm-shared", "llm-external"):
         sent = {name: hop_figures(address, model) for name, address in metrics.items()}
         # One worker sends on the prompt's hidden states once (prefill), then one token's per step;
         # the last stage sends nothing on. Were the cache, or a mask over the context, to cross, the
@@ -199,17 +205,6 @@ def test_only_the_new_tokens_hidden_states_cross_a_boundary(  # type: ignore[no-
         steps = tokens  # the prefill, and a step per generated token but the last
         hidden = float((len(PROMPT) + steps - 1) * width * 4)
         assert sorted(sent.values()) == [(0.0, 0.0), (float(steps), hidden)], model
-
-
-def hop_figures(address: str, model: str) -> tuple[float, float]:
-    """(steps, bytes) this worker sent on to the next stage for `model`, from its /metrics."""
-    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
-    found = {"steps": 0.0, "bytes": 0.0}
-    for line in text.splitlines():
-        for kind in found:
-            if line.startswith(f'edgeswarm_session_hop_{kind}_total{{model="{model}"}}'):
-                found[kind] = float(line.split()[-1])
-    return found["steps"], found["bytes"]
 
 
 @pytest.mark.parametrize("how", ["drain", "freeze", "kill"])

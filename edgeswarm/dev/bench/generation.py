@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import onnx
 
 from edgeswarm.client import AsyncClient
 from edgeswarm.dev.llm import tiny_llm
-from edgeswarm.dev.localfleet import LocalFleet
+from edgeswarm.dev.localfleet import LOOPBACK, LocalFleet, free_port
 from edgeswarm.dev.reference import generate_reference
 
 PROMPT = tuple(range(1, 17))
@@ -70,15 +71,52 @@ def first_token(fleet: LocalFleet, path: Path, model: str, length: int = 128) ->
     return statistics.median(fleet_s), statistics.median(local_s)
 
 
-def generation(folder: Path, tokens: int = 48, layers: int = 6, width: int = 256) -> dict[str, Any]:
-    """The figures of `edgeswarm bench`: 1, 2 and 3 stages on 3 local workers (the ring), 8 sessions
-    through 2 stages against the bound of 2 even stages (2 / the floor), and first tokens."""
-    path = folder / "llm.onnx"
+def hop_figures(address: str, model: str) -> tuple[float, float]:
+    """(steps, bytes) a worker sent on to the next stage for `model`, from its /metrics."""
+    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+    found = {"steps": 0.0, "bytes": 0.0}
+    for line in text.splitlines():
+        for kind in found:
+            if line.startswith(f'edgeswarm_session_hop_{kind}_total{{model="{model}"}}'):
+                found[kind] = float(line.split()[-1])
+    return found["steps"], found["bytes"]
+
+
+def hop_bytes(folder: Path, path: Path, width: int, tokens: int = 16) -> list[dict[str, float]]:
+    """Bytes the first of 2 stages sends on per decode step, against one token's hidden state
+    (`width` float32), as the context grows: counted from the worker's /metrics."""
+    rows = []
+    with LocalFleet(folder / "hops", workers=0, threads=1) as fleet:
+        metrics = {}
+        for name in ("worker1", "worker2"):
+            metrics[name] = f"{LOOPBACK}:{free_port()}"
+            fleet.start_worker(name, "--metrics", metrics[name])
+        fleet.worker_count = 2
+        fleet.wait_ready(timeout=60)
+        with fleet.client() as client:
+            client.deploy(path, "llm-hops", mode="pipeline", stages=2, timeout=120)
+            for context in (16, 256, 1024):
+                prompt = tuple(i % 250 + 1 for i in range(context))
+                before = {name: hop_figures(address, "llm-hops") for name, address in metrics.items()}
+                client.generate("llm-hops", token_ids=prompt, max_tokens=tokens, timeout=300)
+                after = {name: hop_figures(address, "llm-hops") for name, address in metrics.items()}
+                steps, sent = max(
+                    (a[0] - b[0], a[1] - b[1]) for a, b in zip(after.values(), before.values(), strict=True)
+                )
+                decode = (sent - context * width * 4) / (steps - 1)  # the prefill sends the prompt's
+                rows.append({"context": context, "bytes_per_step": decode, "vs_hidden": decode / (width * 4)})
+    return rows
+
+
+def decoder(folder: Path, tokens: int, layers: int, width: int) -> dict[str, Any]:
+    """One decoder's figures: 1, 2 and 3 stages on 3 local workers (the ring), 8 sessions through 2
+    stages against the bound of 2 even stages (2 / the floor), and first tokens."""
+    path = folder / f"llm-{width}.onnx"
     onnx.save(tiny_llm(layers=layers, d_model=width, heads=8, kv_heads=4, d_ff=2 * width), str(path))
     want = generate_reference(path, PROMPT, tokens)
     floor = reference_per_token(path, tokens)
     rows = []
-    with LocalFleet(folder / "generation", workers=3, threads=1) as fleet:
+    with LocalFleet(folder / f"generation-{width}", workers=3, threads=1) as fleet:
         fleet.wait_ready(timeout=60)
         with fleet.client() as client:
             for stages in (1, 2, 3):
@@ -102,3 +140,16 @@ def generation(folder: Path, tokens: int = 48, layers: int = 6, width: int = 256
             "vs_bound": rate / bound,
         },
     }
+
+
+# Two decoders of the tiny LLM's design: about 3 and 30 ms a token on one core of the 2-core machine
+# the figures in docs/performance.md come from.
+DECODERS = ((6, 256), (6, 768))
+
+
+def generation(folder: Path, tokens: int = 48) -> dict[str, Any]:
+    """The figures of `edgeswarm bench`: each of DECODERS through 1, 2 and 3 stages, and the bytes a
+    decode step sends across a boundary as the context grows."""
+    decoders = [decoder(folder, tokens, layers, width) for layers, width in DECODERS]
+    width = DECODERS[0][1]
+    return {"decoders": decoders, "hop_bytes": hop_bytes(folder, folder / f"llm-{width}.onnx", width)}

@@ -156,6 +156,18 @@ def tables(results: dict[str, Any]) -> str:
 def _generation(figures: dict[str, Any]) -> list[str]:
     if "skipped" in figures:
         return ["", f"generation: {figures['skipped']}"]
+    out = []
+    for one in figures["decoders"]:
+        out += _decoder(one)
+    out += ["", "bytes a decode step sends across a boundary of 2 stages, against one token's hidden state:"]
+    out += [
+        f"  context {row['context']}: {row['bytes_per_step']:.0f} bytes, {row['vs_hidden']:.2f}x"
+        for row in figures["hop_bytes"]
+    ]
+    return out
+
+
+def _decoder(figures: dict[str, Any]) -> list[str]:
     model = figures["model"]
     out = ["", f"generation: tiny LLM, {model['layers']} layers, width {model['width']}; one session running "
            f"the loop: {figures['floor_ms_per_token']:.2f} ms a token",
