@@ -41,7 +41,7 @@ class Settings:
 
     @property
     def seconds(self) -> float:
-        return 1.0 if self.quick else 6.0
+        return 0.5 if self.quick else 6.0
 
     @property
     def models(self) -> dict[str, dict[str, int]]:

@@ -87,10 +87,21 @@ def _rate(results: Sequence[Result], start: float, end: float) -> float:
     return sum(1 for r in results if not r.error and start <= r.start + r.seconds < end) / (end - start)
 
 
-def run(fleet: NetFleet, load: Load, scenario: Scenario, victim: str, hold: float = 3.0) -> Outcome:
-    """Injects `scenario` on `victim` for `hold` seconds under `load`, recovers, and measures."""
+def run(
+    fleet: NetFleet,
+    load: Load,
+    scenario: Scenario,
+    victim: str,
+    hold: float = 3.0,
+    before: float = 2.0,
+    after: float = 3.0,
+) -> Outcome:
+    """Injects `scenario` on `victim` for `hold` seconds under `load`, recovers, and measures: the
+    windows before the fault and after the recovery last at least `before` and `after` seconds."""
     begin = time.monotonic()
-    wait_until(lambda: time.monotonic() - begin >= 2.0 and load.succeeded(begin) >= 10, 30, "a steady load")
+    wait_until(
+        lambda: time.monotonic() - begin >= before and load.succeeded(begin) >= 10, 30, "a steady load"
+    )
     injected = time.monotonic()
     before_rate = _rate(load.snapshot(), begin, injected)
     scenario.inject(fleet, victim)
@@ -103,7 +114,7 @@ def run(fleet: NetFleet, load: Load, scenario: Scenario, victim: str, hold: floa
     scenario.recover(fleet, victim)
     fleet.wait_ready(timeout=60)
     wait_until(lambda: load.succeeded(recovered) >= 10, 30, "requests after recovery")
-    wait_until(lambda: time.monotonic() - recovered >= 3.0, 4, "an after window")
+    wait_until(lambda: time.monotonic() - recovered >= after, after + 1, "an after window")
     end = time.monotonic()
     results = [r for r in load.snapshot() if begin <= r.start < end]
     windows = (
