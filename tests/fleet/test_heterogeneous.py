@@ -18,7 +18,7 @@ from edgeswarm.dev.netns.swarm import NetFleet, pipeline_encoder
 from edgeswarm.graph.samples import sample_inputs
 from tests.helpers import reference
 
-pytestmark = pytest.mark.fleet
+pytestmark = [pytest.mark.fleet, pytest.mark.measures]
 
 # CPU shares of the three workers: 1:2:4, together about half of this 2-core machine, so that the
 # coordinator and the load generator do not take their time.

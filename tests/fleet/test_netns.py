@@ -182,6 +182,7 @@ def test_link_down_cuts_the_host_off_and_link_up_restores_it(network: Network, t
     wait_until(lambda: answers(a.ip), 5, "the echo server after link_up")
 
 
+@pytest.mark.measures
 def test_slow_limits_throughput_until_unslow(network: Network, tmp_path: Path) -> None:
     a = network.add_host("a")
     size = 400_000
@@ -213,6 +214,7 @@ def test_frozen_host_answers_only_after_thaw(network: Network, tmp_path: Path) -
         assert recv_exactly(sock, 4) == b"ping"
 
 
+@pytest.mark.measures
 def test_throttle_cpu_slows_present_and_later_processes(network: Network, tmp_path: Path) -> None:
     try:
         cpu_cgroups()

@@ -14,7 +14,7 @@ from edgeswarm.dev.netns.swarm import NetFleet, pipeline_encoder
 from edgeswarm.graph.samples import sample_inputs
 from tests.helpers import reference
 
-pytestmark = pytest.mark.fleet
+pytestmark = [pytest.mark.fleet, pytest.mark.measures]
 
 # 4 Mbit/s: the encoder's 98 KB boundary then takes ~0.2 s, ten times a stage's compute.
 SLOW_KBIT = 4000

@@ -19,7 +19,7 @@ from edgeswarm.dev.netns.swarm import NetFleet
 from edgeswarm.graph.samples import sample_inputs
 from tests.helpers import reference
 
-pytestmark = pytest.mark.fleet
+pytestmark = [pytest.mark.fleet, pytest.mark.measures]
 
 METRICS_PORT = 9464
 WINDOW_S = 5.0

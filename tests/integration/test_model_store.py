@@ -20,7 +20,7 @@ import pytest
 from edgeswarm._proto.edgeswarm.v1 import control_pb2, control_pb2_grpc
 from edgeswarm.client import AsyncClient, Client, InvalidRequest, ResourceExhausted
 from edgeswarm.dev import zoo
-from edgeswarm.dev.localfleet import LocalFleet
+from edgeswarm.dev.localfleet import LocalFleet, wait_until
 from edgeswarm.dev.reference import reference
 from edgeswarm.errors import from_rpc_error
 from edgeswarm.graph.samples import sample_inputs
@@ -251,12 +251,15 @@ def test_a_restarted_coordinator_reloads_a_wiped_worker_from_its_store(
     fleet.kill_coordinator()
     # worker2 loses its cache and restarts: only the store of the restarted coordinator has its stage.
     fleet.kill_worker("worker2")
+    loaded = fleet.log("worker2").count("stage_loaded")
     shards = fleet.workdir / "worker2" / "shards"
     assert any(shards.iterdir())
     shutil.rmtree(shards)  # its identity (worker-id) stays
     fleet.start_coordinator()
     fleet.start_worker("worker2")
     fleet.wait_ready(timeout=60)
+    # Until its stage is loaded again, worker2 answers that it has none (and is routed around).
+    wait_until(lambda: fleet.log("worker2").count("stage_loaded") > loaded, 60, "worker2's stage reloaded")
     with Client(fleet.coordinator_address) as client:
         for _ in range(3):
             got = client.infer("enc", inputs, timeout=60)
