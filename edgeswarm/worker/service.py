@@ -63,7 +63,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.in_flight = 0
         self._in_flight_gauge = WORKER_IN_FLIGHT.labels(name)
         self.batcher = Batcher(runtime)
-        self.decoding = Decoding(runtime, SessionStore(DEFAULT_SESSION_BYTES), Rings(self.forward))
+        self.decoding = Decoding(runtime, SessionStore(DEFAULT_SESSION_BYTES), Rings(self._ring_forward))
         self._idle = asyncio.Condition()
         # Since the last telemetry sample: requests finished and seconds spent in them.
         self._finished = 0
@@ -240,11 +240,16 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     async def RunStage(
         self, request: worker_pb2.StageRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.StageResponse | bytes:
+        return await self._counted(request, context.time_remaining())
+
+    async def _counted(
+        self, request: worker_pb2.StageRequest, timeout: float | None
+    ) -> worker_pb2.StageResponse | bytes:
         self.in_flight += 1
         self._in_flight_gauge.set(self.in_flight)
         start = time.perf_counter()
         try:
-            return await self._run_stage(request, context)
+            return await self._run_stage(request, timeout)
         finally:
             self.in_flight -= 1
             self._in_flight_gauge.set(self.in_flight)
@@ -286,7 +291,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             await self._idle.wait_for(lambda: not self.in_flight)
 
     async def _run_stage(
-        self, request: worker_pb2.StageRequest, context: grpc.aio.ServicerContext
+        self, request: worker_pb2.StageRequest, timeout: float | None
     ) -> worker_pb2.StageResponse | bytes:
         if not request.route:
             raise InvalidRequest("RunStage needs a route with at least one hop")
@@ -299,12 +304,12 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                 f"stage {hop.stage[:12]} is not loaded on worker {self.worker_id[:8]}", (self.worker_id,)
             )
         if request.HasField("session"):
-            return await self.decoding.step(request, context.time_remaining(), self.forward)
+            return await self.decoding.step(request, timeout, self.forward)
         if hop.batch_max > 1:
             delay = hop.batch_delay_ms / 1000
             carried = await self.batcher.run(hop.stage, request.tensors, hop.carry, hop.batch_max, delay)
         else:
-            carried = await self.runtime.run(hop.stage, request.tensors, hop.carry, context.time_remaining())
+            carried = await self.runtime.run(hop.stage, request.tensors, hop.carry, timeout)
         if not rest:
             return worker_pb2.StageResponse(tensors=carried)
         onward = worker_pb2.StageRequest(
@@ -314,7 +319,15 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             route=rest,
             route_macs=routes.onward_macs(request),
         )
-        return await self.forward(onward, context.time_remaining())
+        return await self.forward(onward, timeout)
+
+    async def _ring_forward(self, request: worker_pb2.StageRequest, timeout: float | None) -> bytes:
+        """A ring's next step to its first stage: run here, in this process, when this worker is
+        the first stage's (a pipeline of one stage, or a ring that comes back here); else sent on."""
+        hop = request.route[0]
+        if hop.worker_ids[:1] == [self.worker_id]:
+            return _serialize_answer(await self._counted(request, timeout))
+        return await self.forward(request, timeout)
 
     async def forward(self, request: worker_pb2.StageRequest, timeout: float | None) -> bytes:
         """Sends `request` to the next hop, failing over to the hop's other replicas; returns the
