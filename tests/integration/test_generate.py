@@ -17,9 +17,9 @@ import pytest
 
 from edgeswarm.client import AsyncClient, Client, InvalidRequest, NotFound, ResourceExhausted
 from edgeswarm.dev import zoo
-from edgeswarm.dev.bench.generation import hop_figures
+from edgeswarm.dev.bench.generation import hop_figures, metered_workers
 from edgeswarm.dev.llm import tiny_llm
-from edgeswarm.dev.localfleet import LOOPBACK, LocalFleet, free_port, wait_until
+from edgeswarm.dev.localfleet import LocalFleet, wait_until
 from edgeswarm.dev.reference import generate_reference
 from edgeswarm.dev.texts import byte_tokenizer
 from edgeswarm.sampling import Sampling
@@ -185,12 +185,7 @@ def test_only_the_new_tokens_hidden_states_cross_a_boundary(  # type: ignore[no-
         save_as_external_data=True, location="llm.data", size_threshold=1024,
     )  # fmt: skip
     fleet = make_fleet(workers=0)
-    metrics = {}
-    for name in ("worker1", "worker2"):
-        metrics[name] = f"{LOOPBACK}:{free_port()}"
-        fleet.start_worker(name, "--metrics", metrics[name])
-    fleet.worker_count = 2
-    fleet.wait_ready(timeout=60)
+    metrics = metered_workers(fleet, 2)
     tokens, width = 64, 64  # the tiny LLM's hidden state: 64 float32 a token
     with Client(fleet.coordinator_address) as client:
         for model, path in (("llm", llm), ("llm-shared", shared), ("llm-external", external)):

@@ -82,17 +82,24 @@ def hop_figures(address: str, model: str) -> tuple[float, float]:
     return found["steps"], found["bytes"]
 
 
+def metered_workers(fleet: LocalFleet, count: int) -> dict[str, str]:
+    """Starts `count` workers on `fleet` (started with none), each serving /metrics; waits for them
+    and returns the address of each one's /metrics, by name."""
+    metrics = {}
+    for i in range(1, count + 1):
+        metrics[f"worker{i}"] = f"{LOOPBACK}:{free_port()}"
+        fleet.start_worker(f"worker{i}", "--metrics", metrics[f"worker{i}"])
+    fleet.worker_count = count
+    fleet.wait_ready(timeout=60)
+    return metrics
+
+
 def hop_bytes(folder: Path, path: Path, width: int, tokens: int = 16) -> list[dict[str, float]]:
     """Bytes the first of 2 stages sends on per decode step, against one token's hidden state
     (`width` float32), as the context grows: counted from the worker's /metrics."""
     rows = []
     with LocalFleet(folder / "hops", workers=0, threads=1) as fleet:
-        metrics = {}
-        for name in ("worker1", "worker2"):
-            metrics[name] = f"{LOOPBACK}:{free_port()}"
-            fleet.start_worker(name, "--metrics", metrics[name])
-        fleet.worker_count = 2
-        fleet.wait_ready(timeout=60)
+        metrics = metered_workers(fleet, 2)
         with fleet.client() as client:
             client.deploy(path, "llm-hops", mode="pipeline", stages=2, timeout=120)
             for context in (16, 256, 1024):
