@@ -18,7 +18,7 @@ import pytest
 from edgeswarm.client import AsyncClient, Client, InvalidRequest, NotFound, ResourceExhausted
 from edgeswarm.dev import zoo
 from edgeswarm.dev.bench.generation import hop_figures, metered_workers
-from edgeswarm.dev.llm import tiny_llm
+from edgeswarm.dev.llm import builtin_llm, tiny_llm
 from edgeswarm.dev.localfleet import LocalFleet, wait_until
 from edgeswarm.dev.reference import generate_reference
 from edgeswarm.dev.texts import byte_tokenizer
@@ -138,6 +138,22 @@ def test_128_greedy_tokens_through_1_2_and_3_stages_equal_the_reference(
     with Client(fleet.coordinator_address) as client:
         got = client.generate(model, token_ids=PROMPT, max_tokens=128, timeout=120)
     assert list(got.token_ids) == generate_reference(llm, PROMPT, 128)
+
+
+def test_128_greedy_tokens_of_the_builtin_llm_through_1_2_and_3_stages_equal_the_reference(
+    fleet: LocalFleet, tmp_path: Path
+) -> None:
+    """The demo's LLM (8 layers, width 384, grouped-query attention, 512 tokens), as deployed by
+    `edgeswarm demo`, on the fleet's workers beside the other models."""
+    path = tmp_path / "builtin.onnx"
+    onnx.save(builtin_llm(), str(path))
+    want = generate_reference(path, PROMPT, 128)
+    with Client(fleet.coordinator_address) as client:
+        for stages in (1, 2, 3):
+            client.deploy(path, f"builtin-{stages}", mode="pipeline", stages=stages, timeout=120)
+            got = client.generate(f"builtin-{stages}", token_ids=PROMPT, max_tokens=128, timeout=120)
+            client.undeploy(f"builtin-{stages}")
+            assert list(got.token_ids) == want, stages
 
 
 def test_eight_sessions_at_once_each_equal_its_lone_run(fleet: LocalFleet, llm: Path) -> None:
