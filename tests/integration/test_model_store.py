@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -250,6 +251,8 @@ def test_a_restarted_coordinator_reloads_a_wiped_worker_from_its_store(
         client.deploy(path, "enc", mode="pipeline", stages=2, timeout=120)
     fleet.kill_coordinator()
     # worker2 loses its cache and restarts: only the store of the restarted coordinator has its stage.
+    # It joins first, holding nothing; the plan comes back with worker1, frozen until worker2 is up.
+    fleet.signal_worker("worker1", signal.SIGSTOP)
     fleet.kill_worker("worker2")
     loaded = fleet.log("worker2").count("stage_loaded")
     shards = fleet.workdir / "worker2" / "shards"
@@ -257,9 +260,12 @@ def test_a_restarted_coordinator_reloads_a_wiped_worker_from_its_store(
     shutil.rmtree(shards)  # its identity (worker-id) stays
     fleet.start_coordinator()
     fleet.start_worker("worker2")
+    fleet.wait_ready(workers=1, timeout=60)
+    fleet.signal_worker("worker1", signal.SIGCONT)
     fleet.wait_ready(timeout=60)
-    # Until its stage is loaded again, worker2 answers that it has none (and is routed around).
-    wait_until(lambda: fleet.log("worker2").count("stage_loaded") > loaded, 60, "worker2's stage reloaded")
+    # Taking the plan over from worker1, the coordinator gives worker2 its stage from the store.
+    wait_until(lambda: fleet.log("worker2").count("stage_loaded") > loaded, 30, "worker2's stage reloaded")
+    assert "model_recovered model=enc" in fleet.log("coordinator")
     with Client(fleet.coordinator_address) as client:
         for _ in range(3):
             got = client.infer("enc", inputs, timeout=60)

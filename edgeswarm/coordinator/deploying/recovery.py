@@ -1,9 +1,11 @@
 """A worker that (re)joins gets back every stage the current plans give it; a coordinator that
-restarted takes over, from the workers, the plans they hold that it does not know."""
+restarted takes over, from the workers, the plans they hold that it does not know, and gives the
+stages of a plan it took over to the plan's workers that joined before it knew the plan."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
 from edgeswarm._proto.edgeswarm.v1 import worker_pb2
 from edgeswarm.coordinator.deploying.installer import Installer
@@ -15,10 +17,16 @@ from edgeswarm.security import routes
 log = logging.getLogger(__name__)
 
 
+Described = Iterable[tuple[str, WorkerClient, worker_pb2.WorkerDescription]]
+
+
 class Recovery:
-    def __init__(self, registry: Registry, installer: Installer) -> None:
+    def __init__(
+        self, registry: Registry, installer: Installer, live: Callable[[], Described] = lambda: ()
+    ) -> None:
         self.registry = registry
         self.installer = installer
+        self.live = live  # the live workers, with their clients and last descriptions
 
     def _not_ours(self, manifest: worker_pb2.PlanManifest) -> str:
         """Why a plan a worker reports is not taken over (empty when it is): this coordinator did not
@@ -38,6 +46,7 @@ class Recovery:
         A plan the worker reports that is newer than this coordinator's (it restarted) is taken over first.
         """
         plans = self.registry.plans
+        recovered = []
         for manifest in description.plans:
             known = plans.get(manifest.model)
             if known is None or known.version < manifest.version:
@@ -49,6 +58,7 @@ class Recovery:
                     )  # fmt: skip
                     continue
                 plans[manifest.model] = plan_of(manifest)
+                recovered.append(manifest.model)
                 log.info(
                     "model_recovered model=%s version=%d from=%s",
                     manifest.model,
@@ -57,10 +67,27 @@ class Recovery:
                 )
                 self.registry.tell(manifest.model, manifest.version, f"recovered from worker {worker_id[:8]}")
                 self.registry.announce()
+        await self._restore(worker_id, client, description, list(plans))
+        # Workers that joined before this coordinator knew the plans just taken over hold none of
+        # their stages yet (a worker that lost its cache, say): they get them now, not at their
+        # next restart.
+        for other, other_client, other_description in self.live() if recovered else ():
+            if other != worker_id:
+                await self._restore(other, other_client, other_description, recovered)
+
+    async def _restore(
+        self,
+        worker_id: str,
+        client: WorkerClient,
+        description: worker_pb2.WorkerDescription,
+        models: Iterable[str],
+    ) -> None:
+        """Loads on the worker each stage of `models`' plans that it should hold and does not."""
+        plans = self.registry.plans
         wanted = [
             s.sha256
-            for plan in plans.values()
-            for s in plan.stages
+            for model in models
+            for s in plans[model].stages
             if worker_id in s.workers and s.sha256 not in description.loaded_stages
         ]
         if wanted:

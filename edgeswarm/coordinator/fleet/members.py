@@ -261,6 +261,14 @@ class Members:
     def live(self) -> frozenset[str]:
         return self.view.live()
 
+    def live_described(self) -> list[tuple[str, WorkerClient, worker_pb2.WorkerDescription]]:
+        """Each live worker with its client and its last description."""
+        return [
+            (w, self.clients[w], self.descriptions[w])
+            for w in sorted(self.live())
+            if w in self.clients and w in self.descriptions
+        ]
+
     def revoke(self, worker_id: str) -> None:
         """Drops a worker whose token was revoked, now and whenever it comes back."""
         self.revoked.add(worker_id)
