@@ -21,15 +21,21 @@ from pathlib import Path
 
 import onnx
 
-from edgeswarm.dev import llm
-from edgeswarm.dev.bench.generation import PROMPT, first_token, per_token, reference_per_token
+from edgeswarm.dev.bench.generation import (
+    PROMPT,
+    bench_llm,
+    first_token,
+    long_prompt,
+    per_token,
+    reference_per_token,
+)
 from edgeswarm.dev.localfleet import LocalFleet
 from edgeswarm.dev.reference import generate_reference
 
 
 def recovery(fleet: LocalFleet, path: Path, context: int) -> float:
     """Seconds of the longest gap between tokens when a worker holding the session is killed."""
-    prompt = tuple(i % 250 + 1 for i in range(context))
+    prompt = long_prompt(context)
     want = generate_reference(path, prompt, 12)
     before = {w: fleet.log(w).count("session_started") for w in fleet.workers}
     got, stamps = [], []
@@ -55,10 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgeswarm-generate-bench-") as tmp:
         path = Path(tmp) / "llm.onnx"
-        onnx.save(
-            llm.tiny_llm(layers=args.layers, d_model=args.width, heads=8, kv_heads=4, d_ff=2 * args.width),
-            str(path),
-        )
+        onnx.save(bench_llm(args.layers, args.width), str(path))
         want = generate_reference(path, PROMPT, args.tokens)
         one = reference_per_token(path, args.tokens)
         print(

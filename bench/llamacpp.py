@@ -26,18 +26,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeswarm.dev.llm import tiny_llm
+from edgeswarm.dev.bench.generation import HEADS, KV_HEADS, PROMPT, bench_llm
+from edgeswarm.dev.localfleet import LOOPBACK, free_port, wait_until
 from edgeswarm.dev.reference import generate_reference
 
 PEER = Path(__file__).with_name("llamacpp_peer.py")
-PROMPT = list(range(1, 17))
 WEIGHT = re.compile(r"(embed|norm_w|w|w_gate|w_up|w_down)_\d+")
 PER_LAYER = ("attn_norm", "q", "k", "v", "o", "ffn_norm", "gate", "up", "down")
 
@@ -67,25 +66,22 @@ def llama_bench(tool: Path, gguf: Path, tokens: int, rpc: list[str]) -> float:
 
 def rpc_servers(tool: Path, count: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
     """`count` llama.cpp RPC servers on 127.0.0.1, one thread each, once each accepts connections."""
-    servers, addresses = [], []
-    for _ in range(count):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        argv = [str(tool), "-H", "127.0.0.1", "-p", str(port), "-t", "1"]
+    servers, ports = [], [free_port() for _ in range(count)]
+    for port in ports:
+        argv = [str(tool), "-H", LOOPBACK, "-p", str(port), "-t", "1"]
         servers.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        addresses.append(f"127.0.0.1:{port}")
-    for address in addresses:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", int(address.split(":")[1])), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the RPC server at {address} did not start") from None
-                time.sleep(0.1)
+    addresses = [f"{LOOPBACK}:{port}" for port in ports]
+    for port in ports:
+        wait_until(lambda port=port: _accepts(port), 30, f"the RPC server on port {port}")
     return servers, addresses
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection((LOOPBACK, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def main() -> None:
@@ -102,15 +98,15 @@ def main() -> None:
     python = Path(given) if given else Path.cwd() / ".venv-llama/bin/python"
     if not python.exists():
         raise SystemExit(f"no Python with llama-cpp-python at {python} (set EDGESWARM_BENCH_LLAMA_PYTHON)")
-    config = {"layers": args.layers, "d_model": args.width, "heads": 8, "kv_heads": 4, "d_ff": 2 * args.width,
-              "vocab": 256, "context": 512, "prompt": PROMPT, "tokens": args.tokens}  # fmt: skip
-    model = tiny_llm(
-        layers=args.layers, d_model=args.width, heads=8, kv_heads=4, d_ff=2 * args.width, vocab=256
-    )
+    model = bench_llm(args.layers, args.width)
+    weights = checkpoint(model, args.layers)
+    config = {"layers": args.layers, "d_model": args.width, "heads": HEADS, "kv_heads": KV_HEADS,
+              "d_ff": 2 * args.width, "vocab": len(weights["embed"]), "context": 512, "prompt": PROMPT,
+              "tokens": args.tokens}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="edgeswarm-llama-") as tmp:
         folder = Path(tmp)
         onnx.save(model, str(folder / "llm.onnx"))
-        np.savez(folder / "weights.npz", **checkpoint(model, args.layers))  # type: ignore[arg-type]
+        np.savez(folder / "weights.npz", **weights)  # type: ignore[arg-type]
         (folder / "config.json").write_text(json.dumps(config))
         steps: list[float] = []
         want = generate_reference(folder / "llm.onnx", PROMPT, args.tokens, step_seconds=steps)

@@ -19,6 +19,17 @@ from edgeswarm.dev.localfleet import LOOPBACK, LocalFleet, free_port
 from edgeswarm.dev.reference import generate_reference
 
 PROMPT = tuple(range(1, 17))
+# The benches' decoders: the tiny LLM's design at a given depth and width.
+HEADS, KV_HEADS = 8, 4
+
+
+def bench_llm(layers: int, width: int) -> onnx.ModelProto:
+    return tiny_llm(layers=layers, d_model=width, heads=HEADS, kv_heads=KV_HEADS, d_ff=2 * width)
+
+
+def long_prompt(length: int) -> tuple[int, ...]:
+    """A prompt of `length` token ids, each a token of the tiny LLM's vocabulary."""
+    return tuple(i % 250 + 1 for i in range(length))
 
 
 def reference_per_token(path: Path, tokens: int) -> float:
@@ -58,7 +69,7 @@ async def per_token(
 def first_token(fleet: LocalFleet, path: Path, model: str, length: int = 128) -> tuple[float, float]:
     """(seconds to the first token through the fleet, one session's prefill) for a `length`-token
     prompt, the medians of 3."""
-    prompt = tuple(i % 250 + 1 for i in range(length))
+    prompt = long_prompt(length)
     fleet_s, local_s = [], []
     with fleet.client() as client:
         for _ in range(3):
@@ -103,7 +114,7 @@ def hop_bytes(folder: Path, path: Path, width: int, tokens: int = 16) -> list[di
         with fleet.client() as client:
             client.deploy(path, "llm-hops", mode="pipeline", stages=2, timeout=120)
             for context in (16, 256, 1024):
-                prompt = tuple(i % 250 + 1 for i in range(context))
+                prompt = long_prompt(context)
                 before = {name: hop_figures(address, "llm-hops") for name, address in metrics.items()}
                 client.generate("llm-hops", token_ids=prompt, max_tokens=tokens, timeout=300)
                 after = {name: hop_figures(address, "llm-hops") for name, address in metrics.items()}
@@ -119,7 +130,7 @@ def decoder(folder: Path, tokens: int, layers: int, width: int) -> dict[str, Any
     """One decoder's figures: 1, 2 and 3 stages on 3 local workers (the ring), 8 sessions through 2
     stages against the bound of 2 even stages (2 / the floor), and first tokens."""
     path = folder / f"llm-{width}.onnx"
-    onnx.save(tiny_llm(layers=layers, d_model=width, heads=8, kv_heads=4, d_ff=2 * width), str(path))
+    onnx.save(bench_llm(layers, width), str(path))
     want = generate_reference(path, PROMPT, tokens)
     floor = reference_per_token(path, tokens)
     rows = []
